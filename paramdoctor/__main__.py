@@ -1,0 +1,5 @@
+import sys
+
+from paramdoctor.cli.app import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``paramdoctor`` command line: one module per command, assembled in ``app``."""

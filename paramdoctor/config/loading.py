@@ -1,0 +1,221 @@
+"""Read a config file, apply ``key=value`` overrides, validate into :class:`TrainConfig`.
+
+Every failure becomes one :class:`ConfigError` line naming the key, the value
+received and what was expected, with a "did you mean" for near-miss keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from paramdoctor.config.schema import TrainConfig
+from paramdoctor.errors import ConfigError
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-4`` and ``3E5`` as floats.
+
+    PyYAML follows YAML 1.1, whose float pattern needs a dot, so ``lr: 1e-4``
+    would load as the string ``"1e-4"``. This resolver accepts the YAML 1.2 forms.
+    """
+
+
+_FLOAT_RE = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _ch in list("-+0123456789."):
+    _Loader.yaml_implicit_resolvers[_ch] = [
+        (tag, rx) for tag, rx in _Loader.yaml_implicit_resolvers.get(_ch, []) if tag != "tag:yaml.org,2002:float"
+    ]
+    _Loader.yaml_implicit_resolvers[_ch].append(("tag:yaml.org,2002:float", _FLOAT_RE))
+
+
+def load_yaml_text(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        pos = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}:{pos}: invalid YAML ({problem})") from None
+
+
+def parse_value(text: str) -> Any:
+    """An override's value, parsed as a YAML scalar/flow value (``1e-4`` -> float, ``null`` -> None)."""
+    try:
+        return yaml.load(text, Loader=_Loader) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    data = load_yaml_text(text, str(path))
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optimizer": {"lr": 1e-3}}`` -> ``{"optimizer.lr": 1e-3}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def known_keys(model: type[BaseModel] = TrainConfig, prefix: str = "") -> dict[str, Any]:
+    """Every dotted leaf key of the schema, with its field info."""
+    keys: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.update(known_keys(ann, f"{prefix}{name}."))
+        else:
+            keys[f"{prefix}{name}"] = info
+    return keys
+
+
+def suggest(key: str, candidates: Iterable[str]) -> str:
+    cands = list(candidates)
+    match = difflib.get_close_matches(key, cands, n=1, cutoff=0.6)
+    if not match:  # a near miss on the last part alone: "optimizer.lrr" -> "optimizer.lr"
+        leaf = key.rsplit(".", 1)[-1]
+        by_leaf = {c.rsplit(".", 1)[-1]: c for c in cands}
+        leaf_match = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.75)
+        match = [by_leaf[leaf_match[0]]] if leaf_match else []
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def apply_overrides(tree: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` strings to a nested dict; unknown keys fail with a suggestion."""
+    keys = known_keys()
+    tree = _deep_copy(tree)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. optimizer.lr=3e-4")
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if key not in keys:
+            raise ConfigError(f"override {key}: unknown config key{suggest(key, keys)}")
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = parse_value(raw)
+    return tree
+
+
+def validate(tree: dict[str, Any], where: str = "config") -> TrainConfig:
+    """Validate a nested dict into a :class:`TrainConfig`, or raise one clear ConfigError."""
+    try:
+        return TrainConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, tree, where)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
+    """The config a run will use: defaults, then the file, then the overrides."""
+    tree = read_config_file(path) if path else {}
+    where = str(path) if path else "config"
+    _reject_unknown(tree, where)
+    tree = apply_overrides(tree, overrides)
+    return validate(tree, where)
+
+
+def to_tree(config: TrainConfig) -> dict[str, Any]:
+    """The config as plain YAML-ready data (tuples become lists)."""
+    return config.model_dump(mode="json")
+
+
+def dump_yaml(config: TrainConfig | dict[str, Any]) -> str:
+    tree = to_tree(config) if isinstance(config, TrainConfig) else config
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=None)
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _deep_copy(tree: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in tree.items()}
+
+
+def _reject_unknown(tree: dict[str, Any], where: str) -> None:
+    keys = known_keys()
+    sections = {k.split(".")[0] for k in keys}
+    for dotted, _ in flatten(tree).items():
+        if dotted in keys:
+            continue
+        head = dotted.split(".")[0]
+        if head in sections and head in keys:  # a leaf given a mapping
+            continue
+        if any(k.startswith(dotted + ".") for k in keys):  # an empty section
+            continue
+        raise ConfigError(f"{where}: unknown config key {dotted!r}{suggest(dotted, keys)}")
+
+
+def _describe(exc: ValidationError, tree: dict[str, Any], where: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown config key {loc!r}{suggest(loc, known_keys())}"
+    if not loc or loc not in known_keys():  # a cross-field check: its message names the keys
+        return f"{where}: {loc + ': ' if loc else ''}{msg}"
+    value = _lookup(tree, err["loc"])
+    got = f", got {value!r}" if value is not _MISSING else ""
+    expected = _expected(loc)
+    return f"{where}: {loc}: {msg}{got}{expected}"
+
+
+_MISSING = object()
+
+
+def _lookup(tree: Any, loc: tuple) -> Any:
+    node = tree
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return _MISSING
+    return node
+
+
+def _expected(loc: str) -> str:
+    info = known_keys().get(loc)
+    if info is None:
+        return ""
+    ann = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
+    return f" (expected {ann}; default {info.default!r})"

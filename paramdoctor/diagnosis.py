@@ -1,0 +1,125 @@
+"""What a diagnosis is: findings with evidence, rules that could not judge, a prescription.
+
+Produced by the decide stage (``paramdoctor.engine``), consumed by the tell stage
+(``paramdoctor.report``, ``paramdoctor.writeback``). ``Diagnosis.to_dict`` is the
+documented ``diagnose --json`` shape; change it only with the docs and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CATEGORIES = (
+    "diverged",
+    "unstable",
+    "lr_too_high",
+    "lr_too_low",
+    "overfitting",
+    "underfitting",
+    "undertrained",
+    "overtrained",
+    "gradients",
+    "forgetting",
+    "eval_mismatch",
+)
+SEVERITIES = ("critical", "error", "warning", "info")  # most to least severe
+JSON_SCHEMA_VERSION = 1
+
+
+@dataclass
+class Evidence:
+    """The measured facts behind a finding.
+
+    ``message`` is the rendered sentence ("val/loss bottomed at 0.21 in epoch 7
+    of 40 and rose 38% while train/loss fell 61%"); ``values`` the numbers it
+    quotes, by name; ``onset`` the epoch (or step, per ``x_unit``) where the
+    symptom began, when it has one.
+    """
+
+    message: str
+    values: dict[str, float | int | str | None] = field(default_factory=dict)
+    onset: float | None = None
+    x_unit: str = "epoch"
+
+
+@dataclass
+class Change:
+    """One change to the config: dotted key, old and new value, and why."""
+
+    key: str
+    old: Any
+    new: Any
+    reason: str
+    rule: str  # the code of the rule that asked for it
+
+
+@dataclass
+class Finding:
+    code: str  # stable rule code, e.g. "PD201"
+    slug: str  # names the symptom, e.g. "val-loss-turns-up"
+    category: str  # one of CATEGORIES
+    severity: str  # one of SEVERITIES
+    title: str
+    evidence: Evidence
+    why: str  # why it matters, one or two sentences
+    fix: str  # what to change, in words
+
+
+@dataclass
+class Skipped:
+    """A rule that could not judge this run, and why (too short, missing series, ...)."""
+
+    code: str
+    slug: str
+    reason: str
+
+
+@dataclass
+class Prescription:
+    changes: list[Change] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # sentences: which change won and why
+    next_config: dict[str, Any] = field(default_factory=dict)  # the full next config, nested
+
+    @property
+    def patch(self) -> dict[str, Any]:
+        return {c.key: c.new for c in self.changes}
+
+
+@dataclass
+class Diagnosis:
+    run_id: str | None
+    run_name: str | None
+    findings: list[Finding] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    prescription: Prescription = field(default_factory=Prescription)
+    summary: dict[str, Any] = field(default_factory=dict)  # best epoch, best value, epochs run, run state ...
+    source: str = "paramdoctor"
+    x_unit: str = "epoch"
+
+    @property
+    def status(self) -> str:
+        return "findings" if self.findings else "healthy"
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.findings else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "run_name": self.run_name,
+            "status": self.status,
+            "source": self.source,
+            "x_unit": self.x_unit,
+            "summary": self.summary,
+            "findings": [asdict(f) for f in self.findings],
+            "skipped": [asdict(s) for s in self.skipped],
+            "prescription": {
+                "patch": self.prescription.patch,
+                "changes": [asdict(c) for c in self.prescription.changes],
+                "conflicts": list(self.prescription.conflicts),
+                "next_config": self.prescription.next_config,
+            },
+        }

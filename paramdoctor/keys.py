@@ -1,0 +1,80 @@
+"""Metric keys and tag names: the contract between collect, record and decide.
+
+Epoch-level series use the epoch number as MLflow step, 1-based (epoch 1 is the
+first completed epoch). Step-level series use the optimizer step, 1-based.
+Keys obey MLflow's name rules (letters, digits, ``_ - . /`` and spaces).
+"""
+
+from __future__ import annotations
+
+import re
+
+# --- per epoch (step = epoch number, 1-based) -------------------------------
+TRAIN_LOSS = "train/loss"
+TRAIN_ACC = "train/acc"
+VAL_LOSS = "val/loss"
+VAL_ACC = "val/acc"
+EPOCH_TIME = "epoch/time_s"
+EPOCH_THROUGHPUT = "epoch/samples_per_s"
+EPOCH_LR_PREFIX = "epoch/lr/"  # + group name: LR in effect at the end of the epoch
+
+# --- per optimizer step (step = optimizer step, 1-based) --------------------
+STEP_LOSS = "step/loss"
+STEP_GRAD_NORM = "step/grad_norm"  # global L2 norm of all gradients, before clipping
+STEP_LR_PREFIX = "step/lr/"  # + group name
+
+
+def step_lr(group: str) -> str:
+    return f"{STEP_LR_PREFIX}{group}"
+
+
+def epoch_lr(group: str) -> str:
+    return f"{EPOCH_LR_PREFIX}{group}"
+
+
+# --- per layer group, every ``telemetry_every_n_steps`` steps ----------------
+TELEMETRY_PREFIX = "telemetry/"
+TELEMETRY_GRAD_NORM = "grad_norm"  # L2 norm of the group's gradients
+TELEMETRY_UPDATE_RATIO = "update_ratio"  # ||w_after - w_before|| / ||w_before||
+TELEMETRY_DRIFT = "drift"  # ||w - w_initial|| / ||w_initial||
+TELEMETRY_FIELDS = (TELEMETRY_GRAD_NORM, TELEMETRY_UPDATE_RATIO, TELEMETRY_DRIFT)
+
+
+def telemetry(group: str, field: str) -> str:
+    return f"{TELEMETRY_PREFIX}{group}/{field}"
+
+
+def parse_telemetry(key: str) -> tuple[str, str] | None:
+    """``telemetry/backbone.layer1/drift`` -> ``("backbone.layer1", "drift")``."""
+    if not key.startswith(TELEMETRY_PREFIX):
+        return None
+    group, _, field = key[len(TELEMETRY_PREFIX) :].rpartition("/")
+    if not group or field not in TELEMETRY_FIELDS:
+        return None
+    return group, field
+
+
+# --- summary metrics written once at the end -------------------------------
+BEST_EPOCH = "best/epoch"
+BEST_VALUE = "best/value"  # the monitored metric at the best epoch
+
+# --- tags ---------------------------------------------------------------------
+TAG_VERSION = "paramdoctor.version"
+TAG_DATASET = "paramdoctor.dataset"
+TAG_MODEL = "paramdoctor.model"
+TAG_NUM_CLASSES = "paramdoctor.num_classes"
+TAG_STOP_REASON = "paramdoctor.stop_reason"
+TAG_FAILURE = "paramdoctor.failure"  # one line: why a FAILED run failed
+TAG_MONITOR = "paramdoctor.monitor"  # e.g. "val/acc"
+TAG_MODE = "paramdoctor.mode"  # "max" or "min"
+TAG_STATUS = "paramdoctor.status"  # written by diagnose: healthy | findings
+TAG_FINDINGS = "paramdoctor.findings"  # written by diagnose: comma-separated rule codes
+TAG_SOURCE = "paramdoctor.source"  # which tool produced the curves (paramdoctor, hf_trainer, ...)
+TAG_PARENT_RUN = "mlflow.parentRunId"
+
+_SAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
+
+
+def safe_key(name: str) -> str:
+    """Make a layer or group name usable inside an MLflow metric key."""
+    return _SAFE.sub("_", name)
