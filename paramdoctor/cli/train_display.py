@@ -1,0 +1,95 @@
+"""What ``paramdoctor train`` shows: a live progress display and the closing summary."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from paramdoctor.config import TrainConfig
+
+
+class ProgressDisplay:
+    """A FitListener that draws epoch/step progress with loss, val acc, LR and ETA."""
+
+    def __init__(self, console: Console, *, enabled: bool = True, refresh_s: float = 0.25) -> None:
+        self.console = console
+        self.enabled = enabled and console.is_terminal
+        self.refresh_s = refresh_s
+        self._last = 0.0
+        self._task = None
+        self._steps_per_epoch = 1
+        self._val = "-"
+        self._progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  val acc {task.fields[val]}  lr {task.fields[lr]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            disable=not self.enabled,
+        )
+
+    def __enter__(self) -> "ProgressDisplay":
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.__exit__(*exc)
+
+    def on_fit_start(self, *, total_epochs: int, steps_per_epoch: int, run_id: str, device: str) -> None:
+        self._steps_per_epoch = steps_per_epoch
+        self.console.print(f"[dim]MLflow run {run_id} on {device}: {total_epochs} epochs x {steps_per_epoch} steps[/]")
+        self._task = self._progress.add_task(
+            "train", total=total_epochs * steps_per_epoch, epoch=1, loss="-", val="-", lr="-"
+        )
+
+    def on_step(self, *, epoch: int, step_in_epoch: int, loss, lr: float) -> None:
+        now = time.monotonic()
+        if self._task is None or now - self._last < self.refresh_s:
+            return
+        self._last = now
+        done = (epoch - 1) * self._steps_per_epoch + step_in_epoch
+        self._progress.update(self._task, completed=done, epoch=epoch, loss=f"{float(loss):.4f}", lr=f"{lr:.2e}")
+
+    def on_epoch_end(self, *, epoch: int, metrics: dict[str, float], improved: bool) -> None:
+        val = metrics.get("val/acc", math.nan)
+        self._val = f"{val:.3f}" + ("*" if improved else "")
+        if self._task is not None:
+            self._progress.update(self._task, completed=epoch * self._steps_per_epoch, epoch=epoch, val=self._val)
+        if not self.enabled:
+            return
+        self._progress.console.print(
+            f"epoch {epoch:>3}  train loss {metrics['train/loss']:.4f} acc {metrics['train/acc']:.3f}  "
+            f"val loss {metrics['val/loss']:.4f} acc {val:.3f}{'  best' if improved else ''}"
+        )
+
+
+def print_summary(console: Console, config: TrainConfig, result, *, wall_s: float) -> None:
+    """The closing table: outcome, best epoch and value, stop reason, run id, how to browse it."""
+    colour = {"FINISHED": "green", "FAILED": "red", "KILLED": "yellow"}.get(result.status, "white")
+    table = Table(title="paramdoctor train", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("status", f"[{colour}]{result.status}[/]" + (f" ({result.failure})" if result.failure else ""))
+    table.add_row("run", f"{result.run_id}" + (f"  ({result.run_name})" if result.run_name else ""))
+    table.add_row("experiment", result.experiment)
+    table.add_row("dataset / model", f"{config.data.dataset} / {config.model.name}")
+    table.add_row("epochs run", f"{result.epochs_run} of {config.trainer.max_epochs}")
+    table.add_row("stop reason", result.stop_reason)
+    if result.best_epoch is not None:
+        table.add_row("best epoch", str(result.best_epoch))
+        table.add_row(f"best {result.monitor}", f"{result.best_value:.4f}")
+    table.add_row("time", f"{result.duration_s:.1f} s training, {wall_s:.1f} s in all")
+    console.print(table)
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    ui = f"mlflow ui --backend-store-uri {uri}" if uri else "mlflow ui   (in this directory)"
+    console.print(f"diagnose it:  [bold]paramdoctor diagnose {result.run_id}[/]")
+    console.print(f"browse it:    [bold]{ui}[/]  then open http://127.0.0.1:5000")

@@ -1,0 +1,387 @@
+"""The fit loop: one best-practice fine-tuning run, instrumented, recorded in MLflow.
+
+Read it top to bottom: set up (seed, device, data, model, optimizer, schedule),
+open the MLflow run, then per epoch: train with gradient accumulation, clipping
+and AMP, evaluate, early-stop; finally restore the best weights and log the
+checkpoint. Everything the doctor needs is recorded through the public hooks
+API (``paramdoctor.hooks``), exactly as a user's own loop would record it.
+
+Bad input (config, data, weights) fails before any MLflow run exists, so there
+is never a half-written run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paramdoctor import __version__, keys
+from paramdoctor.config import TrainConfig, dump_yaml, flatten, to_tree
+from paramdoctor.errors import InputError
+from paramdoctor.training.early_stopping import EarlyStopping
+from paramdoctor.training.optim import build_optimizer
+from paramdoctor.training.schedule import build_scheduler
+
+STOP_EARLY = "early_stopping"
+STOP_MAX_EPOCHS = "max_epochs"
+STOP_NONFINITE = "nonfinite_loss"
+STOP_INTERRUPTED = "interrupted"
+
+
+@dataclass
+class FitResult:
+    """What a finished (or failed) fit produced."""
+
+    run_id: str
+    experiment: str
+    run_name: str | None
+    status: str  # FINISHED, FAILED, KILLED
+    stop_reason: str
+    epochs_run: int
+    best_epoch: int | None
+    best_value: float | None
+    monitor: str
+    duration_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    failure: str | None = None
+
+
+class FitListener(Protocol):
+    """Progress callbacks for a display; every method is optional to implement meaningfully."""
+
+    def on_fit_start(self, *, total_epochs: int, steps_per_epoch: int, run_id: str, device: str) -> None: ...
+
+    def on_step(self, *, epoch: int, step_in_epoch: int, loss: torch.Tensor, lr: float) -> None:
+        """``loss`` is a 0-dim tensor, possibly on the GPU: convert it only when the display refreshes."""
+
+    def on_epoch_end(self, *, epoch: int, metrics: dict[str, float], improved: bool) -> None: ...
+
+
+class _TrainingFailed(Exception):
+    """Ends the MLflow run as FAILED after everything was logged (a diverged run)."""
+
+
+class _Silent:
+    def on_fit_start(self, **_: Any) -> None:
+        pass
+
+    def on_step(self, **_: Any) -> None:
+        pass
+
+    def on_epoch_end(self, **_: Any) -> None:
+        pass
+
+
+# --- set-up helpers -------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"trainer.device={name}: CUDA is not available on this machine (use trainer.device=auto or cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"trainer.device={name}: MPS is not available on this machine (use trainer.device=auto or cpu)")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for full fp32."""
+    if device.type != "cuda":
+        if precision in ("16-mixed", "bf16-mixed"):
+            raise InputError(f"trainer.precision={precision} needs CUDA; this run is on {device.type} (use precision=auto or 32)")
+        return None
+    if precision == "32":
+        return None
+    if precision == "16-mixed":
+        return torch.float16
+    if precision == "bf16-mixed" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def _set_backbone_trainable(param_groups: dict[str, list[nn.Parameter]], trainable: bool) -> None:
+    for name, params in param_groups.items():
+        if name != "head":
+            for p in params:
+                p.requires_grad_(trainable)
+
+
+def _freeze_batchnorm(model: nn.Module) -> None:
+    """Put BatchNorm layers in eval mode: running statistics stay as they were."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+# --- one epoch ------------------------------------------------------------------
+
+
+def _evaluate(model: nn.Module, loader, autocast) -> tuple[float, float]:
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.int64)
+    seen = 0
+    with torch.no_grad():
+        for x, y in loader:
+            with autocast():
+                logits = model(x)
+            loss_sum = loss_sum + F.cross_entropy(logits.float(), y, reduction="sum").double().cpu()
+            correct = correct + (logits.argmax(1) == y).sum().cpu()
+            seen += y.numel()
+    if seen == 0:
+        return float("nan"), float("nan")
+    return float(loss_sum) / seen, float(correct) / seen
+
+
+def _chunks(iterable, size: int):
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# --- the loop ---------------------------------------------------------------------
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    listener: FitListener | None = None,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> FitResult:
+    """Train ``config`` and record it as one MLflow run. Returns the run's outcome.
+
+    A non-finite loss ends the run early with status FAILED and stop reason
+    ``nonfinite_loss``: a diverged run is still a complete specimen for the doctor.
+    """
+    from paramdoctor.data import build_loaders
+    from paramdoctor.hooks import NonFiniteLossError, TrainingMonitor
+    from paramdoctor.models import build_model
+    from paramdoctor.tracking import start_run
+
+    listener = listener or _Silent()
+    t_start = time.perf_counter()
+
+    # -- set-up: everything that can fail on bad input happens before the run exists
+    seed_everything(config.seed)
+    device = resolve_device(config.trainer.device)
+    amp_dtype = resolve_precision(config.trainer.precision, device)
+    loaders = build_loaders(config.data, seed=config.seed, device=device, model_name=config.model.name)
+    bundle = build_model(
+        config.model, num_classes=loaders.num_classes, in_channels=loaders.in_channels, image_size=loaders.image_size
+    )
+    model = bundle.model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(config.optimizer, bundle.param_groups, fused=device.type == "cuda")
+    accumulate = config.trainer.accumulate_grad_batches
+    steps_per_epoch = math.ceil(len(loaders.train) / accumulate)
+    total_steps = steps_per_epoch * config.trainer.max_epochs
+    scheduler = build_scheduler(config.scheduler, optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+
+    def autocast():
+        if amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=device.type, dtype=amp_dtype)
+
+    es_cfg = config.early_stopping
+    stopper = EarlyStopping(monitor=es_cfg.monitor, mode=es_cfg.mode, patience=es_cfg.patience, min_delta=es_cfg.min_delta)
+    tree = to_tree(config)
+    tags = {
+        keys.TAG_VERSION: __version__,
+        keys.TAG_DATASET: loaders.dataset_name,
+        keys.TAG_MODEL: config.model.name,
+        keys.TAG_NUM_CLASSES: str(loaders.num_classes),
+        keys.TAG_MONITOR: es_cfg.monitor,
+        keys.TAG_MODE: es_cfg.mode,
+        keys.TAG_SOURCE: "paramdoctor",
+        "paramdoctor.device": str(device),
+        "paramdoctor.steps_per_epoch": str(steps_per_epoch),
+        **(extra_tags or {}),
+    }
+    if getattr(bundle, "weights_report", None):
+        tags["paramdoctor.weights"] = str(config.model.weights)
+    params = {k: ("null" if v is None else v) for k, v in flatten(tree).items()}
+
+    history: list[dict[str, float]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    stop_reason = STOP_MAX_EPOCHS
+    epoch = 0
+    failure: str | None = None
+    status = "FINISHED"
+
+    try:
+        with start_run(
+            experiment=config.experiment.name,
+            run_name=config.experiment.run_name,
+            params=params,
+            tags=tags,
+            artifacts_text={"config.yaml": dump_yaml(tree)},
+            parent_run_id=parent_run_id,
+            flush_every_s=config.trainer.flush_every_s,
+        ) as run:
+            monitor = TrainingMonitor(
+                optimizer,
+                run.sink,
+                model=model,
+                layer_groups=bundle.layer_groups,
+                log_every_n_steps=config.trainer.log_every_n_steps,
+                telemetry_every_n_steps=config.trainer.telemetry_every_n_steps,
+                on_nonfinite="raise" if config.trainer.stop_on_nonfinite else "record",
+            )
+            listener.on_fit_start(
+                total_epochs=config.trainer.max_epochs, steps_per_epoch=steps_per_epoch, run_id=run.run_id, device=str(device)
+            )
+            monitor.before_fit()
+            frozen = config.model.freeze_backbone_epochs > 0
+            if frozen:
+                _set_backbone_trainable(bundle.param_groups, False)
+
+            try:
+                for epoch in range(1, config.trainer.max_epochs + 1):
+                    t_epoch = time.perf_counter()
+                    if frozen and epoch > config.model.freeze_backbone_epochs:
+                        _set_backbone_trainable(bundle.param_groups, True)
+                        frozen = False
+                    loaders.train.set_epoch(epoch)
+
+                    # -- train: forward, backward over the accumulation group, then one update
+                    model.train()
+                    if config.model.batchnorm_eval:
+                        _freeze_batchnorm(model)
+                    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+                    correct = torch.zeros((), device=device, dtype=torch.int64)
+                    seen = 0
+                    for step_in_epoch, group in enumerate(_chunks(loaders.train, accumulate), start=1):
+                        group_size = sum(y.numel() for _, y in group)
+                        step_loss = torch.zeros((), device=device, dtype=torch.float32)
+                        for x, y in group:
+                            with autocast():
+                                logits = model(x)
+                                loss = F.cross_entropy(
+                                    logits.float(), y, reduction="sum", label_smoothing=config.trainer.label_smoothing
+                                )
+                            # every sample weighs the same, however the group splits into micro-batches
+                            scaler.scale(loss / group_size).backward()
+                            with torch.no_grad():
+                                plain = loss if config.trainer.label_smoothing == 0 else F.cross_entropy(
+                                    logits.float(), y, reduction="sum"
+                                )
+                                step_loss += loss.detach() / group_size
+                                loss_sum += plain.detach().double()
+                                correct += (logits.argmax(1) == y).sum()
+                            seen += y.numel()
+                        scaler.unscale_(optimizer)
+                        monitor.after_backward()  # global grad norm, before clipping
+                        if config.trainer.gradient_clip_val is not None:
+                            torch.nn.utils.clip_grad_norm_(model.parameters(), config.trainer.gradient_clip_val)
+                        scaler.step(optimizer)
+                        scaler.update()
+                        monitor.after_step(step_loss)  # loss, LR of every group, telemetry
+                        optimizer.zero_grad(set_to_none=True)
+                        scheduler.step()
+                        listener.on_step(epoch=epoch, step_in_epoch=step_in_epoch, loss=step_loss, lr=optimizer.param_groups[-1]["lr"])
+
+                    train_loss = float(loss_sum) / max(seen, 1)
+                    train_acc = float(correct) / max(seen, 1)
+
+                    # -- evaluate
+                    val_loss, val_acc = _evaluate(model, loaders.val, autocast)
+                    elapsed = time.perf_counter() - t_epoch
+                    metrics = {
+                        keys.TRAIN_LOSS: train_loss,
+                        keys.TRAIN_ACC: train_acc,
+                        keys.VAL_LOSS: val_loss,
+                        keys.VAL_ACC: val_acc,
+                        keys.EPOCH_TIME: elapsed,
+                        keys.EPOCH_THROUGHPUT: seen / elapsed if elapsed > 0 else 0.0,
+                    }
+                    for g in optimizer.param_groups:
+                        metrics[keys.epoch_lr(g.get("name", "default"))] = g["lr"]
+                    monitor.after_epoch(epoch, metrics)
+                    history.append({"epoch": epoch, **metrics})
+
+                    # -- early stopping: keep the best weights, stop when patience runs out
+                    improved = stopper.update(epoch, metrics[es_cfg.monitor])
+                    if improved and es_cfg.restore_best_weights:
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    listener.on_epoch_end(epoch=epoch, metrics=metrics, improved=improved)
+                    if config.trainer.stop_on_nonfinite and not math.isfinite(train_loss):
+                        raise NonFiniteLossError(f"train/loss is {train_loss} at epoch {epoch}")
+                    if es_cfg.enabled and stopper.should_stop:
+                        stop_reason = STOP_EARLY
+                        break
+            except NonFiniteLossError as exc:
+                stop_reason, status, failure = STOP_NONFINITE, "FAILED", str(exc)
+            except KeyboardInterrupt:
+                _finish(run, model, best_state, stopper, STOP_INTERRUPTED, es_cfg.restore_best_weights)
+                raise
+
+            _finish(run, model, best_state, stopper, stop_reason, es_cfg.restore_best_weights)
+            monitor.after_fit()
+            if failure:
+                # leaving the run through an exception marks it FAILED with this reason
+                raise _TrainingFailed(failure)
+    except _TrainingFailed:
+        pass  # recorded as FAILED with the reason; the result below says the same
+
+    return FitResult(
+        run_id=run.run_id,
+        experiment=config.experiment.name,
+        run_name=run.run_name,
+        status=status,
+        stop_reason=stop_reason,
+        epochs_run=epoch if history else 0,
+        best_epoch=stopper.best_epoch,
+        best_value=stopper.best,
+        monitor=es_cfg.monitor,
+        duration_s=time.perf_counter() - t_start,
+        history=history,
+        failure=failure,
+    )
+
+
+def _finish(run, model: nn.Module, best_state, stopper: EarlyStopping, stop_reason: str, restore: bool) -> None:
+    """Restore the best weights, log the checkpoint, the summary metrics and the stop reason."""
+    if restore and best_state is not None:
+        model.load_state_dict(best_state)
+    state = best_state if best_state is not None else {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "best.pt"
+        torch.save(copy.copy(state), path)
+        run.log_artifact(str(path), artifact_path="checkpoints")
+    summary = {}
+    if stopper.best_epoch is not None:
+        summary = {keys.BEST_EPOCH: float(stopper.best_epoch), keys.BEST_VALUE: float(stopper.best)}
+    if summary:
+        run.log_metrics(summary, step=0)
+    run.set_tags({keys.TAG_STOP_REASON: stop_reason})
