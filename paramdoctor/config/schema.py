@@ -55,6 +55,9 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classification head")
     freeze_backbone_epochs: int = Field(0, ge=0, description="train only the head for this many epochs first")
     batchnorm_eval: bool = Field(False, description="keep BatchNorm layers in eval mode while training (running statistics frozen)")
+    batchnorm_momentum: float | None = Field(
+        None, ge=0.0, le=1.0, description="BatchNorm running-statistics momentum; null keeps the model's own (0 never updates them)"
+    )
 
 
 class OptimizerConfig(_Section):

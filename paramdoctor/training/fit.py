@@ -199,6 +199,10 @@ def fit(
         config.model, num_classes=loaders.num_classes, in_channels=loaders.in_channels, image_size=loaders.image_size
     )
     model = bundle.model.to(device)
+    if config.model.batchnorm_momentum is not None:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = config.model.batchnorm_momentum
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(config.optimizer, bundle.param_groups, fused=device.type == "cuda")
@@ -257,6 +261,7 @@ def fit(
                 log_every_n_steps=config.trainer.log_every_n_steps,
                 telemetry_every_n_steps=config.trainer.telemetry_every_n_steps,
                 on_nonfinite="raise" if config.trainer.stop_on_nonfinite else "record",
+                grad_scaler=scaler if scaler.is_enabled() else None,  # fp16 overflow steps the scaler skips are no divergence
             )
             listener.on_fit_start(
                 total_epochs=config.trainer.max_epochs, steps_per_epoch=steps_per_epoch, run_id=run.run_id, device=str(device)
