@@ -70,6 +70,7 @@ TAG_MODE = "paramdoctor.mode"  # "max" or "min"
 TAG_STATUS = "paramdoctor.status"  # written by diagnose: healthy | findings
 TAG_FINDINGS = "paramdoctor.findings"  # written by diagnose: comma-separated rule codes
 TAG_SOURCE = "paramdoctor.source"  # which tool produced the curves (paramdoctor, hf_trainer, ...)
+TAG_X_UNIT = "paramdoctor.x_unit"  # "epoch" or "step": how the evaluation series are indexed
 TAG_PARENT_RUN = "mlflow.parentRunId"
 
 _SAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")

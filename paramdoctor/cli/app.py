@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning ParamDoctorError into one line and exit code 2."""
     _register()
     try:
-        app(args=argv, standalone_mode=False, prog_name="paramdoctor")
+        result = app(args=argv, standalone_mode=False, prog_name="paramdoctor")
     except ParamDoctorError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return 2
         raise
-    return 0
+    # standalone_mode=False hands back the command's return value: its exit code (diagnose: 0/1)
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 if __name__ == "__main__":

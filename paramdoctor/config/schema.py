@@ -63,7 +63,7 @@ class ModelConfig(_Section):
 class OptimizerConfig(_Section):
     """Optimizer with discriminative learning rates: ``lr`` for the head, ``backbone_lr`` for the rest."""
 
-    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    name: Literal["adamw", "adam", "sgd"] = Field("adamw", description="adamw, adam or sgd")
     lr: float = Field(1e-3, gt=0.0, le=10.0, description="peak learning rate of the new head")
     backbone_lr: float | None = Field(1e-4, gt=0.0, le=10.0, description="peak learning rate of the backbone; null means same as lr")
     weight_decay: float = Field(5e-4, ge=0.0, le=1.0, description="decoupled (AdamW) or L2 (SGD, Adam) weight decay; not applied to biases and norms")
@@ -84,7 +84,7 @@ class OptimizerConfig(_Section):
 class SchedulerConfig(_Section):
     """Learning-rate schedule, stepped every optimizer step."""
 
-    name: Literal["cosine", "step", "onecycle", "constant"] = "cosine"
+    name: Literal["cosine", "step", "onecycle", "constant"] = Field("cosine", description="cosine, step, onecycle or constant")
     warmup_epochs: float = Field(0.0, ge=0.0, description="linear warmup from 0 over this many epochs (cosine, step, constant)")
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="cosine floor as a fraction of the peak LR")
     step_size: int = Field(10, ge=1, description="step: decay every this many epochs")
@@ -95,10 +95,10 @@ class SchedulerConfig(_Section):
 class TrainerConfig(_Section):
     """The loop itself."""
 
-    max_epochs: int = Field(20, ge=1, le=100_000)
+    max_epochs: int = Field(20, ge=1, le=100_000, description="upper bound on epochs (early stopping may end sooner)")
     accumulate_grad_batches: int = Field(1, ge=1, description="micro-batches per optimizer step")
     gradient_clip_val: float | None = Field(None, gt=0.0, description="clip the global gradient L2 norm to this value")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing (train/loss is logged without it)")
     precision: Precision = Field("auto", description="auto: bf16/fp16 autocast on CUDA, fp32 on CPU")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     log_every_n_steps: int = Field(1, ge=1, description="record step/ series every N optimizer steps")
@@ -117,12 +117,12 @@ class TrainerConfig(_Section):
 class EarlyStoppingConfig(_Section):
     """Lightning's EarlyStopping, plus restoring the best weights at the end."""
 
-    enabled: bool = True
-    monitor: Literal["val/acc", "val/loss"] = "val/acc"
-    mode: Literal["max", "min"] = "max"
+    enabled: bool = Field(True, description="stop when the monitored metric stops improving")
+    monitor: Literal["val/acc", "val/loss"] = Field("val/acc", description="val/acc or val/loss")
+    mode: Literal["max", "min"] = Field("max", description="max for accuracy, min for loss")
     patience: int = Field(5, ge=0, description="epochs without improvement before stopping")
     min_delta: float = Field(0.0, ge=0.0, description="smallest change that counts as improvement")
-    restore_best_weights: bool = True
+    restore_best_weights: bool = Field(True, description="load the best epoch's weights at the end; that checkpoint is logged")
 
     @model_validator(mode="after")
     def _mode_matches(self) -> "EarlyStoppingConfig":
@@ -135,7 +135,7 @@ class EarlyStoppingConfig(_Section):
 class TrainConfig(_Section):
     """Everything ``paramdoctor train`` needs; the whole of it is logged as MLflow params."""
 
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, description="seeds the split, batch order, augmentation and initial weights")
     experiment: ExperimentConfig = ExperimentConfig()
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()

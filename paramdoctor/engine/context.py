@@ -1,0 +1,76 @@
+"""Facts about a run that rules need besides its curves: monitor, classes, pretrained start.
+
+Each looks in ``record.meta`` first (what the source knew), then in the
+paramdoctor config, then in tags, and says None when the run does not tell.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from paramdoctor import keys
+from paramdoctor.record import RunRecord, Series
+
+
+def monitor_of(record: RunRecord) -> tuple[str, str]:
+    """The monitored metric and its mode ("min"/"max"): meta, then config, then tags, then val/loss."""
+    monitor = record.meta.get("monitor") or _config_get(record, "early_stopping.monitor") or record.tags.get(keys.TAG_MONITOR)
+    if not monitor or record.get(str(monitor)) is None:
+        monitor = keys.VAL_LOSS if record.get(keys.VAL_LOSS) is not None else keys.VAL_ACC
+    monitor = str(monitor)
+    mode = "min" if monitor.endswith("loss") else "max"
+    return monitor, mode
+
+
+def num_classes_of(record: RunRecord) -> int | None:
+    for value in (record.meta.get("num_classes"), record.tags.get(keys.TAG_NUM_CLASSES)):
+        try:
+            n = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if n >= 2:
+            return n
+    return None
+
+
+def pretrained_of(record: RunRecord) -> bool | None:
+    """Whether the run started from pretrained weights; None when unknown."""
+    model = record.config.get("model") if isinstance(record.config, dict) else None
+    if isinstance(model, dict) and "weights" in model:
+        return bool(model.get("weights"))
+    if "pretrained" in record.meta:
+        return bool(record.meta["pretrained"])
+    if isinstance(model, dict):  # a paramdoctor config without weights: trained from scratch
+        return False
+    return None
+
+
+def early_stopping_patience(record: RunRecord) -> int | None:
+    """Patience when early stopping was on; None when it was off or unknown."""
+    enabled = _config_get(record, "early_stopping.enabled")
+    patience = _config_get(record, "early_stopping.patience")
+    if enabled is False or patience is None:
+        return None
+    try:
+        return int(patience)
+    except (TypeError, ValueError):
+        return None
+
+
+def accuracy(series: Series | None) -> Series | None:
+    """An accuracy curve as a fraction: percentages (max above 1.5) are divided by 100."""
+    if series is None:
+        return None
+    finite = series.values[np.isfinite(series.values)]
+    if finite.size and float(np.max(finite)) > 1.5:
+        return Series(series.steps, series.values / 100.0)
+    return series
+
+
+def _config_get(record: RunRecord, dotted: str):
+    node = record.config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node

@@ -1,0 +1,206 @@
+"""Judge a run record with the rules: each rule fires (a Finding), stays silent, or is Skipped with a reason.
+
+A rule never crashes the diagnosis: missing series, short curves and NaN/inf
+are reasons or evidence, not exceptions.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from paramdoctor.diagnosis import Diagnosis, Evidence, Finding, Skipped
+from paramdoctor.engine import context
+from paramdoctor.engine.measure import SIGNALS, Measurement, Request, Unavailable
+from paramdoctor.engine.params import resolve_disabled, resolve_params
+from paramdoctor.engine.schema import OPS, Rule
+from paramdoctor.engine.stages import severity_rank
+from paramdoctor.engine.summary import summarize
+from paramdoctor.engine.template import render
+from paramdoctor.record import RunRecord
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule's outcome on one run: exactly one of ``finding`` and ``skipped`` is set when it is not silent."""
+
+    rule: Rule
+    finding: Finding | None = None
+    skipped: Skipped | None = None
+
+
+def evaluate_rule(rule: Rule, record: RunRecord, params: Mapping[str, Any] | None = None) -> Verdict:
+    """Judge one rule; ``params`` are its resolved parameters (defaults when None)."""
+    params = dict(rule.params if params is None else params)
+    reason = _missing_input(rule, record) or _not_applicable(rule, record)
+    if reason:
+        return _skip(rule, reason)
+    series = next((s for s in rule.series if record.get(s) is not None), None)
+    spec = SIGNALS[rule.signal]
+    try:
+        outcome = spec.measure(Request(record=record, params=params, series=series))
+    except (ArithmeticError, ValueError) as exc:  # a numerical corner case must not end the diagnosis
+        return _skip(rule, f"signal {rule.signal} could not be measured ({exc})")
+    if isinstance(outcome, Unavailable):
+        return _skip(rule, outcome.reason)
+    if not _conditions_hold(rule, outcome, params):
+        return Verdict(rule)
+    window = rule.persistence(params)
+    if window is not None and (outcome.values.get("held") or 0) < window:
+        return Verdict(rule)
+    return Verdict(rule, finding=_finding(rule, outcome, params))
+
+
+def evaluate(
+    record: RunRecord,
+    rules: Iterable[Rule],
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    disable: Iterable[str] = (),
+) -> list[Verdict]:
+    """Every rule's verdict; findings sorted by severity, then stage, then code."""
+    rules = list(rules)
+    resolved = resolve_params(rules, params)
+    disabled = resolve_disabled(rules, disable)
+    verdicts = []
+    for rule in rules:
+        if rule.code in disabled:
+            verdicts.append(_skip(rule, "disabled in the project's rules.disable"))
+            continue
+        verdicts.append(evaluate_rule(rule, record, resolved[rule.code]))
+    return sorted(verdicts, key=lambda v: (severity_rank(v.rule.severity), v.rule.stage, v.rule.code))
+
+
+def diagnose(
+    record: RunRecord,
+    rules: Iterable[Rule] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    base_config: Mapping[str, Any] | None = None,
+    disable: Iterable[str] = (),
+) -> Diagnosis:
+    """Judge ``record`` with ``rules`` (the built-in ones when None) and prescribe the next config.
+
+    ``params`` overrides rule parameters ({code or slug: {param: value}});
+    ``base_config`` is the config the prescription starts from (else the run's
+    own config when it is a valid paramdoctor config, else the defaults);
+    ``disable`` lists rule codes or slugs not to judge.
+    """
+    from paramdoctor.engine.loader import load_rules
+    from paramdoctor.engine.prescribe import prescribe
+
+    rules = load_rules() if rules is None else list(rules)
+    verdicts = evaluate(record, rules, params, disable)
+    fired = [(v.rule, v.finding) for v in verdicts if v.finding is not None]
+    return Diagnosis(
+        run_id=record.run_id,
+        run_name=record.run_name,
+        findings=[f for _, f in fired],
+        skipped=[v.skipped for v in sorted(verdicts, key=lambda v: v.rule.code) if v.skipped is not None],
+        prescription=prescribe(fired, record, base_config),
+        summary=summarize(record),
+        source=record.source,
+        x_unit=record.x_unit,
+    )
+
+
+# --- the steps --------------------------------------------------------------------
+
+
+def _skip(rule: Rule, reason: str) -> Verdict:
+    return Verdict(rule, skipped=Skipped(code=rule.code, slug=rule.slug, reason=reason))
+
+
+def _not_applicable(rule: Rule, record: RunRecord) -> str | None:
+    scope = rule.applies_to
+    if scope.status is not None and record.status not in scope.status:
+        if record.is_running:
+            return "the run is still running; this rule judges finished runs"
+        return f"judges only runs that are {', '.join(scope.status)}; this one is {record.status}"
+    stop = record.meta.get("stop_reason")
+    if scope.stop_reason is not None and stop is not None and stop not in scope.stop_reason:
+        return f"judges only runs stopped by {' or '.join(scope.stop_reason)}; this one stopped by {stop}"
+    if scope.pretrained:
+        pretrained = context.pretrained_of(record)
+        if pretrained is None:
+            return "cannot tell whether the run started from pretrained weights"
+        if not pretrained:
+            return "the run did not start from pretrained weights (model.weights is not set)"
+    return None
+
+
+def _matching(record: RunRecord, pattern: str) -> list[str]:
+    if "*" not in pattern:
+        return [pattern] if record.get(pattern) is not None else []
+    return [k for k in sorted(record.series) if fnmatch.fnmatchcase(k, pattern) and record.get(k) is not None]
+
+
+def _missing_input(rule: Rule, record: RunRecord) -> str | None:
+    for key in rule.requires:
+        if not _matching(record, key):
+            return f"needs {key}, which this run did not record"
+    if rule.series and not any(record.get(s) is not None for s in rule.series):
+        return f"needs one of {', '.join(rule.series)}, none of which this run recorded"
+    primary = next((s for s in rule.series if record.get(s) is not None), None)
+    if primary is None:
+        primary = next((k for k in rule.requires if "*" not in k), None)
+    if primary is not None:
+        n = len(record.series[primary])
+        if n < rule.min_points:
+            return f"needs at least {rule.min_points} points of {primary}, has {n}"
+    return None
+
+
+def _conditions_hold(rule: Rule, outcome: Measurement, params: Mapping[str, Any]) -> bool:
+    for cond in rule.when:
+        value = outcome.values.get(cond.field)
+        if value is None:
+            if cond.if_missing == "pass":
+                continue
+            return False
+        target = params[cond.param] if cond.param is not None else cond.value
+        try:
+            holds = bool(OPS[cond.op](value, target))
+        except TypeError:
+            holds = False
+        if not holds:
+            return False
+    return True
+
+
+def _finding(rule: Rule, outcome: Measurement, params: Mapping[str, Any]) -> Finding:
+    values = {**params, **outcome.values}
+    message = render(rule.evidence, {**values, "unit": outcome.unit, "code": rule.code, "slug": rule.slug})
+    onset = outcome.onset
+    return Finding(
+        code=rule.code,
+        slug=rule.slug,
+        category=rule.category,
+        severity=rule.severity,
+        title=rule.title,
+        evidence=Evidence(
+            message=message,
+            values={k: _json_value(v) for k, v in outcome.values.items()},
+            onset=None if onset is None or not math.isfinite(onset) else float(onset),
+            x_unit=outcome.unit,
+        ),
+        why=" ".join(rule.doc.why.split()),
+        fix=" ".join(rule.doc.fix.split()),
+    )
+
+
+def _json_value(value: Any) -> float | int | str | None:
+    """A value strict JSON can hold: numpy scalars unwrapped, NaN/inf as strings."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    return str(value)

@@ -1,0 +1,435 @@
+"""The fixed registry of signals a rule may name, and how each reads a run record.
+
+A rule file names a signal (``signal: divergence_onset``); this registry maps
+that name to Python that measures it. Rule files cannot reach any other code.
+Each entry declares the fields its measurement has, so the loader can check a
+rule's conditions and evidence template before any run is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from paramdoctor import keys, signals
+from paramdoctor.engine import context
+from paramdoctor.record import RunRecord, Series
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What a signal measured: named values, the unit its x positions are in, and an onset."""
+
+    values: dict[str, Any]
+    unit: str
+    onset: float | None = None
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """The signal could not be measured on this run, and why (becomes a Skipped)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """One measurement request: the run, the rule's resolved parameters, its chosen input series."""
+
+    record: RunRecord
+    params: Mapping[str, Any]
+    series: str | None
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    name: str
+    summary: str
+    fields: tuple[str, ...]
+    measure: Callable[[Request], Measurement | Unavailable]
+    needs: tuple[str, ...] = ()  # series the measurement always reads (``*`` matches a layer group)
+    inputs: tuple[str, ...] = ()  # series a rule may pick with ``series:``; empty = fixed inputs
+    reads: dict[str, Any] = field(default_factory=dict)  # rule params the measurement itself uses, with defaults
+
+
+def _fields(result_type: type, *extra: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(result_type)) + extra
+
+
+def _unit(record: RunRecord, key: str) -> str:
+    return "step" if key.startswith("step/") or key.startswith(keys.TELEMETRY_PREFIX) else record.x_unit
+
+
+def _values(result: Any, **extra: Any) -> dict[str, Any]:
+    values = dataclasses.asdict(result)
+    values.update(extra)
+    return values
+
+
+def _param(req: Request, name: str, default: Any) -> Any:
+    return req.params.get(name, default)
+
+
+def _telemetry(record: RunRecord, field_name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    curves = {}
+    for key in record.keys_with_prefix(keys.TELEMETRY_PREFIX):
+        parsed = keys.parse_telemetry(key)
+        if parsed and parsed[1] == field_name:
+            s = record.series[key]
+            curves[parsed[0]] = (s.steps, s.values)
+    return curves
+
+
+def _start_loss(record: RunRecord) -> float | None:
+    """The loss before any learning: the median of the first five step losses, when recorded."""
+    step = record.get(keys.STEP_LOSS)
+    if step is None:
+        return None
+    first = step.values[np.isfinite(step.values)][:5]
+    return float(np.median(first)) if first.size else None
+
+
+def _too_short(what: str) -> Unavailable:
+    return Unavailable(f"too few finite points in {what} to judge")
+
+
+# --- the measurements ------------------------------------------------------------
+
+
+def _nonfinite(req: Request) -> Measurement | Unavailable:
+    record = req.record
+    checked = [k for k in (keys.STEP_LOSS, keys.TRAIN_LOSS, keys.VAL_LOSS) if record.get(k) is not None]
+    for key in checked:
+        s = record.series[key]
+        hit = signals.first_nonfinite(s.steps, s.values)
+        if hit is not None:
+            unit = _unit(record, key)
+            return Measurement(_values(hit, found=True, series=key, onset=hit.x), unit, hit.x)
+    if record.meta.get("stop_reason") == "nonfinite_loss" and checked:
+        s = record.series[checked[0]]
+        last_x = float(s.steps[-1])
+        values = dict(index=len(s), x=last_x, kind="non-finite", count=1, last_finite=float(s.values[-1]))
+        values.update(found=True, series=checked[0], onset=last_x)
+        return Measurement(values, _unit(record, checked[0]), last_x)
+    if not checked:
+        return Unavailable("no loss curve (step/loss, train/loss or val/loss) was recorded")
+    empty = dict(index=None, x=None, kind=None, count=0, last_finite=None, found=False, series=None, onset=None)
+    return Measurement(empty, record.x_unit)
+
+
+def _explosion(req: Request) -> Measurement | Unavailable:
+    s = req.record.series[req.series]
+    half = 5 if req.series == keys.STEP_LOSS else 1
+    res = signals.explosion(s.steps, s.values, factor=float(_param(req, "min_growth", 10.0)), half_width=half)
+    if res is None:
+        return _too_short(req.series)
+    first = s.values[np.isfinite(s.values)][:5]
+    start = float(np.median(first))
+    peak_vs_start = res.peak / start if start > 0 else None
+    values = _values(res, series=req.series, peak_vs_start=peak_vs_start)
+    return Measurement(values, _unit(req.record, req.series), res.onset)
+
+
+def _spikes(req: Request) -> Measurement | Unavailable:
+    s = req.record.series[req.series]
+    res = signals.spikes(
+        s.steps,
+        s.values,
+        fraction=float(_param(req, "early_fraction", 0.3)),
+        z=float(_param(req, "z", 6.0)),
+        min_ratio=float(_param(req, "min_ratio", 1.5)),
+    )
+    if res is None:
+        return _too_short(f"the early part of {req.series}")
+    return Measurement(_values(res, series=req.series), _unit(req.record, req.series), res.onset)
+
+
+def _oscillation(req: Request) -> Measurement | Unavailable:
+    s = req.record.series[req.series]
+    improving = 1 if req.series.endswith("acc") else -1
+    if improving > 0:
+        s = context.accuracy(s) or s
+    res = signals.oscillation(s.steps, s.values, improving=improving)
+    if res is None:
+        return _too_short(req.series)
+    return Measurement(_values(res, series=req.series), _unit(req.record, req.series), res.onset)
+
+
+def _progress(req: Request) -> Measurement | Unavailable:
+    record = req.record
+    loss = record.series[keys.TRAIN_LOSS]
+    acc = context.accuracy(record.get(keys.TRAIN_ACC))
+    res = signals.progress(
+        loss.steps,
+        loss.values,
+        start=_start_loss(record),
+        num_classes=context.num_classes_of(record),
+        train_acc=None if acc is None else acc.values,
+    )
+    window = int(_param(req, "window", 5))
+    flat = signals.plateau(loss.steps, loss.values, improving=-1, window=window)
+    if res is None or flat is None:
+        return _too_short(keys.TRAIN_LOSS)
+    band = signals.update_ratio_band(_telemetry(record, keys.TELEMETRY_UPDATE_RATIO))
+    values = _values(
+        res,
+        update_ratio=None if band is None else band.highest,
+        plateau_p=flat.p_value,
+        flat=flat.flat,
+        held=flat.held,
+        onset=flat.onset,
+    )
+    return Measurement(values, record.x_unit, flat.onset)
+
+
+def _still_improving(req: Request) -> Measurement | Unavailable:
+    record = req.record
+    monitor, mode = context.monitor_of(record)
+    s = record.get(monitor)
+    if s is None:
+        return Unavailable(f"the monitored metric {monitor} was not recorded")
+    if mode == "max":
+        s = context.accuracy(s) or s
+    finite = int(np.isfinite(s.values).sum())
+    window = max(int(_param(req, "min_window", 5)), int(round(finite * float(_param(req, "window_fraction", 0.3)))))
+    res = signals.still_improving(
+        s.steps, s.values, improving=-1 if mode == "min" else 1, window=window, alpha=float(_param(req, "alpha", 0.05))
+    )
+    if res is None:
+        return _too_short(monitor)
+    return Measurement(_values(res, series=monitor), record.x_unit, res.onset)
+
+
+def _best_point(req: Request) -> Measurement | Unavailable:
+    record = req.record
+    monitor, mode = context.monitor_of(record)
+    s = record.get(monitor)
+    if s is None:
+        return Unavailable(f"the monitored metric {monitor} was not recorded")
+    res = signals.best_point(s.steps, s.values, mode)
+    if res is None:
+        return _too_short(monitor)
+    patience = context.early_stopping_patience(record)
+    values = _values(
+        res,
+        series=monitor,
+        patience=patience,
+        beyond_patience=res.after - (patience or 0),
+        onset=res.x,
+    )
+    return Measurement(values, record.x_unit, res.x)
+
+
+def _divergence(req: Request) -> Measurement | Unavailable:
+    record = req.record
+    train, val = _aligned(record, keys.TRAIN_LOSS, keys.VAL_LOSS)
+    res = signals.divergence_onset(train.steps, train.values, val.values)
+    if res is None:
+        return _too_short("train/loss and val/loss together")
+    return Measurement(_values(res), record.x_unit, res.onset)
+
+
+def _gap(req: Request) -> Measurement | Unavailable:
+    record = req.record
+    train, val = _aligned(record, keys.TRAIN_LOSS, keys.VAL_LOSS)
+    ta, va = context.accuracy(record.get(keys.TRAIN_ACC)), context.accuracy(record.get(keys.VAL_ACC))
+    train_acc = val_acc = None
+    if ta is not None and va is not None:
+        train_acc = _on(ta, train.steps)
+        val_acc = _on(va, train.steps)
+    res = signals.generalization_gap(train.steps, train.values, val.values, train_acc, val_acc)
+    if res is None:
+        return _too_short("train/loss and val/loss together")
+    return Measurement(_values(res), record.x_unit, res.onset)
+
+
+def _near_chance(req: Request) -> Measurement | Unavailable:
+    record = req.record
+    n = context.num_classes_of(record)
+    if n is None:
+        return Unavailable("the number of classes is unknown (meta num_classes / tag paramdoctor.num_classes)")
+    val = record.series[keys.VAL_LOSS]
+    acc = context.accuracy(record.get(keys.VAL_ACC))
+    res = signals.near_chance(
+        val.steps,
+        val.values,
+        record.series[keys.TRAIN_LOSS].values,
+        n,
+        val_acc=None if acc is None else acc.values,
+        min_val_loss_vs_chance=float(_param(req, "min_val_loss_vs_chance", 0.8)),
+    )
+    if res is None:
+        return _too_short("val/loss or train/loss")
+    return Measurement(_values(res, num_classes=n), record.x_unit, res.onset)
+
+
+def _update_ratio(req: Request) -> Measurement | Unavailable:
+    res = signals.update_ratio_band(_telemetry(req.record, keys.TELEMETRY_UPDATE_RATIO))
+    if res is None:
+        return Unavailable("no layer group has a nonzero update ratio sample")
+    return Measurement(_values(res), "step")
+
+
+def _grad_norm(req: Request) -> Measurement | Unavailable:
+    record = req.record
+    s = record.series[keys.STEP_GRAD_NORM]
+    res = signals.grad_norm_change(s.steps, s.values, factor=10.0 ** float(_param(req, "min_orders", 2.0)))
+    if res is None:
+        return _too_short(keys.STEP_GRAD_NORM)
+    loss = record.get(keys.TRAIN_LOSS)
+    prog = None
+    if loss is not None:
+        prog = signals.progress(loss.steps, loss.values, start=_start_loss(record), num_classes=context.num_classes_of(record))
+    values = _values(res, loss_vs_chance=None if prog is None else prog.loss_vs_chance)
+    return Measurement(values, "step", res.onset)
+
+
+def _drift(req: Request) -> Measurement | Unavailable:
+    res = signals.backbone_drift(_telemetry(req.record, keys.TELEMETRY_DRIFT), threshold=float(_param(req, "max_drift", 0.5)))
+    if res is None:
+        return Unavailable("no backbone layer group has drift telemetry")
+    return Measurement(_values(res), "step", res.onset)
+
+
+def _initial_loss(req: Request) -> Measurement | Unavailable:
+    record = req.record
+    n = context.num_classes_of(record)
+    if n is None:
+        return Unavailable("the number of classes is unknown (meta num_classes / tag paramdoctor.num_classes)")
+    s = record.series[req.series]
+    res = signals.initial_loss(s.values, n)
+    if res is None:
+        return _too_short(req.series)
+    return Measurement(_values(res, series=req.series, num_classes=n), _unit(record, req.series), float(s.steps[0]))
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _aligned(record: RunRecord, a: str, b: str) -> tuple[Series, Series]:
+    """Two epoch-level curves on their common x positions."""
+    sa, sb = record.series[a], record.series[b]
+    common = np.intersect1d(sa.steps, sb.steps)
+    return Series(common, _on(sa, common)), Series(common, _on(sb, common))
+
+
+def _on(s: Series, xs: np.ndarray) -> np.ndarray:
+    """The values of ``s`` at positions ``xs`` (the last value logged at each; NaN where absent)."""
+    lookup = {float(x): float(v) for x, v in zip(s.steps, s.values)}
+    return np.asarray([lookup.get(float(x), math.nan) for x in xs], dtype=float)
+
+
+_LOSSES = (keys.STEP_LOSS, keys.TRAIN_LOSS)
+_CURVES = (keys.TRAIN_LOSS, keys.VAL_LOSS, keys.TRAIN_ACC, keys.VAL_ACC)
+
+SIGNALS: dict[str, SignalSpec] = {
+    spec.name: spec
+    for spec in (
+        SignalSpec(
+            "nonfinite_loss",
+            "the first NaN/inf in step/loss, train/loss or val/loss (or a run stopped for a non-finite loss)",
+            _fields(signals.NonFinite, "found", "series", "onset"),
+            _nonfinite,
+        ),
+        SignalSpec(
+            "loss_explosion",
+            "growth of the loss's rolling median over its running minimum",
+            _fields(signals.Explosion, "series", "peak_vs_start"),
+            _explosion,
+            inputs=_LOSSES,
+            reads={"min_growth": 10.0},
+        ),
+        SignalSpec(
+            "loss_spikes",
+            "upward spikes (robust z-score against a rolling median) in the early part of a curve",
+            _fields(signals.Spikes, "series"),
+            _spikes,
+            inputs=(keys.STEP_LOSS, keys.TRAIN_LOSS),
+            reads={"early_fraction": 0.3, "z": 6.0, "min_ratio": 1.5},
+        ),
+        SignalSpec(
+            "oscillation",
+            "swing of a curve around its monotone trend",
+            _fields(signals.Oscillation, "series"),
+            _oscillation,
+            inputs=_CURVES + (keys.STEP_LOSS,),
+        ),
+        SignalSpec(
+            "train_progress",
+            "how far train/loss fell from the start, its plateau test, final train/acc and the largest group update ratio",
+            _fields(signals.Progress, "update_ratio", "plateau_p", "flat", "held", "onset"),
+            _progress,
+            needs=(keys.TRAIN_LOSS,),
+            reads={"window": 5},
+        ),
+        SignalSpec(
+            "still_improving",
+            "a significant (Mann-Kendall) improvement of the monitored metric over the last part of the run",
+            _fields(signals.Improvement, "series"),
+            _still_improving,
+            reads={"window_fraction": 0.3, "min_window": 5, "alpha": 0.05},
+        ),
+        SignalSpec(
+            "best_point",
+            "where the monitored metric was best, and how many evaluations came after it",
+            _fields(signals.BestPoint, "series", "patience", "beyond_patience", "onset"),
+            _best_point,
+        ),
+        SignalSpec(
+            "divergence_onset",
+            "val/loss turning up from its smoothed minimum while train/loss keeps falling",
+            _fields(signals.Divergence),
+            _divergence,
+            needs=(keys.TRAIN_LOSS, keys.VAL_LOSS),
+        ),
+        SignalSpec(
+            "generalization_gap",
+            "the final train/val gap in loss and accuracy and whether it is widening (Theil-Sen)",
+            _fields(signals.Gap),
+            _gap,
+            needs=(keys.TRAIN_LOSS, keys.VAL_LOSS),
+        ),
+        SignalSpec(
+            "val_near_chance",
+            "validation loss and accuracy against chance level (ln C, 1/C) next to the training loss",
+            _fields(signals.NearChance, "num_classes"),
+            _near_chance,
+            needs=(keys.VAL_LOSS, keys.TRAIN_LOSS),
+            reads={"min_val_loss_vs_chance": 0.8},
+        ),
+        SignalSpec(
+            "update_ratio",
+            "median update/weight ratio per layer group over the second half of training",
+            _fields(signals.UpdateBand),
+            _update_ratio,
+            needs=("telemetry/*/update_ratio",),
+        ),
+        SignalSpec(
+            "grad_norm_change",
+            "growth or collapse of the global gradient norm, in orders of magnitude",
+            _fields(signals.GradNormChange, "loss_vs_chance"),
+            _grad_norm,
+            needs=(keys.STEP_GRAD_NORM,),
+            reads={"min_orders": 2.0},
+        ),
+        SignalSpec(
+            "backbone_drift",
+            "relative distance of backbone layer groups from their initial weights",
+            _fields(signals.Drift),
+            _drift,
+            needs=("telemetry/*/drift",),
+            reads={"max_drift": 0.5},
+        ),
+        SignalSpec(
+            "initial_loss",
+            "the first losses against ln(num_classes)",
+            _fields(signals.InitialLoss, "series", "num_classes"),
+            _initial_loss,
+            inputs=_LOSSES,
+        ),
+    )
+}

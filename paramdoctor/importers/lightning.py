@@ -1,0 +1,41 @@
+"""Lightning's ``CSVLogger`` ``metrics.csv`` (``lightning_logs/version_N/metrics.csv``).
+
+Every ``log_metrics`` call is one row with ``epoch`` (0-based) and ``step``
+(global step) and only the values logged then: training rows every
+``log_every_n_steps`` (``train_loss`` or ``train_loss_step``), one row per
+validation (``val_loss``, ``val_acc``), one at each epoch end
+(``train_loss_epoch``). ``LearningRateMonitor`` adds ``lr-<Optimizer>`` (and
+``/pgN`` per parameter group). ``hparams.yaml`` beside it holds the module's
+saved hyperparameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from paramdoctor.importers.names import generic_role
+from paramdoctor.importers.reading import CsvTable
+from paramdoctor.importers.rows import csv_objects, read_sidecar_yaml, roles_for, row_from, scalar_config, scalar_params
+from paramdoctor.importers.table import INDEX0, ParsedLog
+
+
+def parse(path: Path, table: CsvTable, mapping: dict[str, str] | None) -> ParsedLog:
+    roles = roles_for(table.header, generic_role, mapping, path)
+    objects = csv_objects(table.header, table.rows)
+    rows = [row_from(obj, roles, ("step", "epoch"), line, f"line {line}", path) for line, obj in objects]
+    hparams = read_sidecar_yaml(path.parent / "hparams.yaml")
+    meta = {}
+    if isinstance(hparams.get("max_epochs"), int):
+        meta["max_epochs"] = hparams["max_epochs"]
+    return ParsedLog(
+        tool="lightning",
+        rows=rows,
+        roles=roles,
+        step_col="step",
+        epoch_col="epoch",
+        epoch_kind=INDEX0,
+        restarts=set(table.restarts),
+        params=scalar_params(hparams),
+        config=scalar_config(hparams),
+        meta=meta,
+    )

@@ -1,0 +1,120 @@
+"""``load_foreign``: any supported log file or output folder -> one RunRecord with paramdoctor keys."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from paramdoctor import keys
+from paramdoctor.errors import InputError
+from paramdoctor.importers import generic, hf_trainer, keras, lightning, llamafactory, ultralytics
+from paramdoctor.importers.detect import ImportedFormat, locate_log, sniff
+from paramdoctor.importers.reading import printable, read_text
+from paramdoctor.importers.table import ParsedLog, assemble, split_runs
+from paramdoctor.record import RunRecord
+
+_MAP_KEY = re.compile(r"^(train|val|step|epoch)/[A-Za-z0-9_\-./ ]+$")
+_STANDARD_NAMES = {"trainer_state.json", "trainer_log.jsonl", "metrics.csv", "results.csv", "history.json"}
+
+_PARSERS: dict[ImportedFormat, Callable[[Path, Any, dict[str, str] | None], ParsedLog]] = {
+    ImportedFormat.HF_TRAINER_STATE: hf_trainer.parse,
+    ImportedFormat.LLAMAFACTORY_LOG: llamafactory.parse,
+    ImportedFormat.LIGHTNING_CSV: lightning.parse,
+    ImportedFormat.KERAS_CSV: keras.parse_csv,
+    ImportedFormat.KERAS_HISTORY: keras.parse_history,
+    ImportedFormat.ULTRALYTICS_CSV: ultralytics.parse,
+    ImportedFormat.CSV: generic.parse_csv,
+    ImportedFormat.JSONL: lambda path, lines, mapping: generic.parse_objects(path, lines.objects, mapping),
+}
+
+
+def load_foreign(
+    path: str | Path, *, run_index: int | None = None, mapping: dict[str, str] | None = None
+) -> RunRecord:
+    """The run logged in ``path`` (a log file or a tool's output folder) as a record with paramdoctor keys.
+
+    The format is recognised from the content. A file holding several runs
+    appended one after another gives the last one, or the one ``run_index``
+    names (0-based; negative counts from the end); ``meta["run_index"]`` and
+    ``meta["runs_in_file"]`` say which. ``mapping`` (``{"val/acc": "eval_top1"}``)
+    names the columns that feed paramdoctor keys when their names are not
+    recognised, and wins over the names that are.
+    """
+    mapping = check_mapping(mapping)
+    file = locate_log(path)
+    fmt, payload = sniff(read_text(file), file)
+    if fmt is ImportedFormat.PARAMDOCTOR_EXPORT:
+        return RunRecord.from_dict(payload, where=str(file))
+    log = _PARSERS[fmt](file, payload, mapping)
+    if fmt is ImportedFormat.HF_TRAINER_STATE and _beside_llamafactory_log(file):
+        log.tool = "llamafactory"  # LLaMA-Factory trains with HF's Trainer and leaves both files
+    runs = split_runs(log)
+    if not runs:
+        raise InputError(_no_curves(file, log, mapping))
+    index = _pick(run_index, len(runs), file)
+    assembled = assemble(runs[index], log)
+    if not assembled.series:
+        raise InputError(_no_curves(file, log, mapping))
+    meta: dict[str, Any] = {**log.meta, **assembled.meta}
+    meta.update(run_index=index, runs_in_file=len(runs), source_file=str(file), format=fmt.value)
+    finished = meta.pop("finished", False) and index == len(runs) - 1
+    return RunRecord(
+        series=assembled.series,
+        config=dict(log.config),
+        params=dict(log.params),
+        tags={keys.TAG_SOURCE: log.tool},
+        meta=meta,
+        run_name=_run_name(Path(path).expanduser(), file),
+        status="FINISHED" if finished else "UNKNOWN",
+        source=log.tool,
+        x_unit=assembled.x_unit,
+    )
+
+
+def check_mapping(mapping: dict[str, str] | None) -> dict[str, str] | None:
+    """``mapping`` when every key is a paramdoctor metric key and every column a non-empty name."""
+    if not mapping:
+        return None
+    out: dict[str, str] = {}
+    for key, column in mapping.items():
+        key, column = str(key).strip(), str(column).strip()
+        if not _MAP_KEY.match(key):
+            raise InputError(
+                f"--map {printable(key)}={printable(column)}: '{printable(key)}' is not a paramdoctor metric key "
+                "(use train/loss, train/acc, val/loss, val/acc, step/loss, step/grad_norm or step/lr/default)"
+            )
+        if not column:
+            raise InputError(f"--map {key}=: the column name is empty (write --map {key}=COLUMN)")
+        out[key] = column
+    return out
+
+
+def _pick(run_index: int | None, count: int, file: Path) -> int:
+    if run_index is None:
+        return count - 1
+    if not -count <= run_index < count:
+        runs = "1 run" if count == 1 else f"{count} runs"
+        raise InputError(
+            f"{file}: --run-index {run_index} is out of range: the file holds {runs} "
+            f"(use 0..{count - 1}, or -1 for the last)"
+        )
+    return run_index % count
+
+
+def _beside_llamafactory_log(file: Path) -> bool:
+    folder = file.parent
+    return (folder / "trainer_log.jsonl").is_file() or (folder.parent / "trainer_log.jsonl").is_file()
+
+
+def _run_name(given: Path, file: Path) -> str:
+    if given.is_dir():
+        return given.resolve().name or file.stem
+    if file.name in _STANDARD_NAMES:
+        return file.resolve().parent.name or file.stem
+    return file.stem
+
+
+def _no_curves(file: Path, log: ParsedLog, mapping: dict[str, str] | None) -> str:
+    hint = "check the --map column names" if mapping else "name the columns with --map train/loss=COLUMN --map val/loss=COLUMN"
+    return f"{file}: no training curves found ({hint})"

@@ -1,0 +1,72 @@
+"""Reports: the one place a diagnosis is rendered (terminal, Markdown, HTML, curves PNG, JSON).
+
+The ``diagnose --json`` shape
+=============================
+
+``paramdoctor diagnose RUN --json`` prints exactly one JSON object on stdout,
+``Diagnosis.to_dict()`` (``paramdoctor/diagnosis.py``), and the same object is
+stored as the ``paramdoctor/diagnosis.json`` artifact of the run. JSON is
+strict: a non-finite number (a NaN loss, say) is written as the string
+``"nan"``, ``"inf"`` or ``"-inf"``, as in the run export format. Fields:
+
+``schema_version`` (int)
+    ``1``. Raised only when a field changes meaning or disappears; new fields
+    may be added without raising it.
+``run_id`` (string or null)
+    The MLflow run id; null for runs read from other tools' files.
+``run_name`` (string or null)
+    The MLflow run name (or the file's name for other tools' logs).
+``status`` (string)
+    ``"healthy"`` (no findings, exit code 0) or ``"findings"`` (exit code 1).
+``source`` (string)
+    Which tool produced the curves: ``"paramdoctor"``, or e.g. ``"hf_trainer"``.
+``x_unit`` (string)
+    ``"epoch"`` or ``"step"``: the unit of every onset and x position below.
+``summary`` (object)
+    Facts about the run the engine measured, by name, values numbers, strings
+    or null: for instance ``best_epoch``, ``best_value``, ``monitor``,
+    ``epochs_run``, ``max_epochs``, ``run_status``.
+``findings`` (array of objects), most useful first as the engine ordered them:
+    ``code`` (string, stable rule code such as ``"PD201"``), ``slug`` (string,
+    names the symptom), ``category`` (string, one of
+    ``paramdoctor.diagnosis.CATEGORIES``: ``diverged``, ``unstable``,
+    ``lr_too_high``, ``lr_too_low``, ``overfitting``, ``underfitting``,
+    ``undertrained``, ``overtrained``, ``gradients``, ``forgetting``,
+    ``eval_mismatch``), ``severity`` (string, one of ``critical``, ``error``,
+    ``warning``, ``info``), ``title`` (string), ``evidence`` (object:
+    ``message`` the sentence with the measured numbers, ``values`` an object of
+    the quoted numbers by name (number, string or null), ``onset`` the epoch or
+    step where the symptom began (number or null), ``x_unit``), ``why``
+    (string, why it matters), ``fix`` (string, what to change).
+``skipped`` (array of objects)
+    Rules that could not judge this run: ``code``, ``slug``, ``reason``
+    (e.g. ``"needs val/loss"``).
+``prescription`` (object)
+    ``patch`` (object: dotted config key -> new value), ``changes`` (array of
+    ``{key, old, new, reason, rule}``, in the order they apply), ``conflicts``
+    (array of strings: which change won when rules disagreed, and why),
+    ``next_config`` (object: the full nested config to train next; empty when
+    the run's config is unknown).
+
+With ``--experiment NAME`` and no RUN, ``--json`` prints one object
+``{"schema_version": 1, "experiment": NAME, "status": "healthy"|"findings",
+"runs": [<one object as above per run, newest first>]}``.
+"""
+
+from paramdoctor.report.common import diagnosis_json, jsonable, ordered_findings, verdict
+from paramdoctor.report.html import diagnosis_html
+from paramdoctor.report.markdown import diagnosis_markdown
+from paramdoctor.report.plot import plot_curves
+from paramdoctor.report.terminal import render_diagnosis, render_summary_table
+
+__all__ = [
+    "diagnosis_html",
+    "diagnosis_json",
+    "diagnosis_markdown",
+    "jsonable",
+    "ordered_findings",
+    "plot_curves",
+    "render_diagnosis",
+    "render_summary_table",
+    "verdict",
+]

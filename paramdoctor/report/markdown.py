@@ -1,0 +1,71 @@
+"""The diagnosis as Markdown (``diagnosis.md``): the terminal report's content, for files and the MLflow UI."""
+
+from __future__ import annotations
+
+from paramdoctor.config import dump_yaml
+from paramdoctor.diagnosis import Diagnosis
+from paramdoctor.report.common import (
+    DEFAULT_NEXT_CONFIG,
+    TRAIN_HINT,
+    fmt_value,
+    onset_text,
+    ordered_findings,
+    run_label,
+    summary_items,
+    verdict,
+)
+
+
+def diagnosis_markdown(
+    diag: Diagnosis, *, curves_image: str | None = None, next_config_name: str = DEFAULT_NEXT_CONFIG
+) -> str:
+    """Markdown text; ``curves_image`` is a relative link to the curves PNG, shown when given."""
+    out: list[str] = [f"# Diagnosis: {_md(run_label(diag))}", ""]
+    out.append(f"**{verdict(diag)}**" + ("" if diag.source == "paramdoctor" else f" (curves from {_md(diag.source)})"))
+    out.append("")
+    items = summary_items(diag)
+    if items:
+        out += ["| | |", "|---|---|"] + [f"| {_md(label)} | {_md(text)} |" for label, text in items] + [""]
+    if curves_image:
+        out += [f"![curves]({curves_image})", ""]
+    if diag.findings:
+        out += ["## Findings", ""]
+    for number, f in enumerate(ordered_findings(diag.findings), start=1):
+        out.append(f"### {number}. {f.code} {_md(f.slug)} ({f.severity}, {f.category})")
+        out.append("")
+        out.append(f"**{_md(f.title)}**")
+        out.append("")
+        onset = onset_text(f)
+        since = f" (from {onset})" if onset and onset not in f.evidence.message else ""
+        out.append(f"- **Evidence:** {_md(f.evidence.message)}{since}")
+        if f.why:
+            out.append(f"- **Why it matters:** {_md(f.why)}")
+        if f.fix:
+            out.append(f"- **What to change:** {_md(f.fix)}")
+        out.append("")
+    if diag.skipped:
+        out += ["## Could not judge", ""]
+        out += [f"- {s.code} {_md(s.slug)}: {_md(s.reason)}" for s in diag.skipped]
+        out.append("")
+    rx = diag.prescription
+    out += ["## Prescription", ""]
+    if rx.changes:
+        out += ["| key | now | next | why | rule |", "|---|---|---|---|---|"]
+        out += [
+            f"| `{c.key}` | {_md(fmt_value(c.old))} | **{_md(fmt_value(c.new))}** | {_md(c.reason)} | {c.rule} |"
+            for c in rx.changes
+        ]
+        out.append("")
+    else:
+        out += ["No changes.", ""]
+    if rx.conflicts:
+        out += [f"- Conflict: {_md(c)}" for c in rx.conflicts] + [""]
+    if rx.next_config:
+        out += [f"Next config (`{next_config_name}`):", "", "```yaml", dump_yaml(rx.next_config).rstrip(), "```", ""]
+        out += ["Train it:", "", "```sh", TRAIN_HINT.format(path=next_config_name), "```", ""]
+    return "\n".join(out)
+
+
+def _md(text: str) -> str:
+    """Text that cannot break a table row or start unintended formatting."""
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("*", "\\*").replace("_", "\\_") if text else ""

@@ -1,0 +1,80 @@
+"""Signals: pure numpy/scipy functions of curves, each returning a small typed result.
+
+A signal measures; it never decides. Rules (``rules/*.yaml``) compare the
+fields of these results with thresholds. Every function returns None when the
+curve is too short to say anything, and ignores non-finite points except
+:func:`first_nonfinite`, for which they are the evidence.
+"""
+
+from paramdoctor.signals.curves import (
+    BestPoint,
+    Divergence,
+    Gap,
+    Oscillation,
+    best_point,
+    divergence_onset,
+    generalization_gap,
+    oscillation,
+)
+from paramdoctor.signals.events import Explosion, NonFinite, Spikes, explosion, first_nonfinite, spikes
+from paramdoctor.signals.levels import (
+    InitialLoss,
+    NearChance,
+    Progress,
+    chance_loss,
+    initial_loss,
+    near_chance,
+    progress,
+)
+from paramdoctor.signals.noise import finite_xy, mad, noise_scale, rolling_median, smooth, smoothing_window
+from paramdoctor.signals.telemetry import (
+    Drift,
+    GradNormChange,
+    UpdateBand,
+    backbone_drift,
+    grad_norm_change,
+    update_ratio_band,
+)
+from paramdoctor.signals.trend import Improvement, Plateau, Trend, plateau, still_improving, trend_test
+
+__all__ = [
+    "BestPoint",
+    "Divergence",
+    "Drift",
+    "Explosion",
+    "Gap",
+    "GradNormChange",
+    "Improvement",
+    "InitialLoss",
+    "NearChance",
+    "NonFinite",
+    "Oscillation",
+    "Plateau",
+    "Progress",
+    "Spikes",
+    "Trend",
+    "UpdateBand",
+    "backbone_drift",
+    "best_point",
+    "chance_loss",
+    "divergence_onset",
+    "explosion",
+    "finite_xy",
+    "first_nonfinite",
+    "generalization_gap",
+    "grad_norm_change",
+    "initial_loss",
+    "mad",
+    "near_chance",
+    "noise_scale",
+    "oscillation",
+    "plateau",
+    "progress",
+    "rolling_median",
+    "smooth",
+    "smoothing_window",
+    "spikes",
+    "still_improving",
+    "trend_test",
+    "update_ratio_band",
+]

@@ -1,0 +1,230 @@
+"""Signals on epoch-level curves: best point, train/val divergence, generalization gap, oscillation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from paramdoctor.signals.noise import finite_xy, mad, noise_scale, smooth
+from paramdoctor.signals.trend import trend_test
+
+
+@dataclass(frozen=True)
+class BestPoint:
+    """Where a curve was best.
+
+    ``position`` is the best point's rank as a fraction of the run
+    ((index + 1) / n: 1.0 = the last point); ``after`` the number of points
+    that came after it without beating it ("wasted" evaluations).
+    """
+
+    index: int
+    x: float
+    value: float
+    last_x: float
+    n: int
+    position: float
+    after: int
+    wasted_fraction: float
+
+
+def best_point(x, values, mode: str = "min") -> BestPoint | None:
+    """The first best finite point (``mode`` "min" or "max"); None for an empty curve.
+
+    The first occurrence wins ties, as in early stopping, where only a strict
+    improvement counts. Invariant under positive affine transforms of the values.
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    x, v = finite_xy(x, values)
+    n = v.size
+    if n == 0:
+        return None
+    i = int(np.argmin(v) if mode == "min" else np.argmax(v))
+    return BestPoint(
+        index=i,
+        x=float(x[i]),
+        value=float(v[i]),
+        last_x=float(x[-1]),
+        n=int(n),
+        position=(i + 1) / n,
+        after=int(n - 1 - i),
+        wasted_fraction=(n - 1 - i) / n,
+    )
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Validation loss turning up after its minimum while training loss keeps falling.
+
+    The minimum is located on the noise-sized smoothed curve, so one lucky
+    evaluation cannot move it; the quoted values are raw: ``best_val_loss`` the
+    lowest point around that minimum, ``last_val_loss`` the median of the last
+    three points. ``rise`` is the relative rise between the two, ``train_drop``
+    the relative fall of train/loss over the same stretch, ``held`` the number
+    of trailing points whose val/loss sits above the minimum by more than twice
+    the noise (a sustained rise, not one point), ``onset`` the first point
+    after the minimum.
+    """
+
+    best_x: float
+    best_val_loss: float
+    last_x: float
+    last_val_loss: float
+    rise: float
+    train_drop: float
+    noise: float
+    held: int
+    onset: float | None
+
+
+def divergence_onset(x, train_loss, val_loss) -> Divergence | None:
+    """Sustained train/val divergence; None with fewer than 4 common finite points."""
+    x = np.asarray(x, dtype=float).reshape(-1)
+    t = np.asarray(train_loss, dtype=float).reshape(-1)
+    v = np.asarray(val_loss, dtype=float).reshape(-1)
+    mask = np.isfinite(x) & np.isfinite(t) & np.isfinite(v)
+    x, t, v = x[mask], t[mask], v[mask]
+    if v.size < 4:
+        return None
+    sv, st = smooth(v), smooth(t)
+    b = int(np.argmin(sv))
+    # quote raw values: the lowest raw point around the smoothed minimum, the median of the last three
+    best = float(np.min(v[max(b - 1, 0) : b + 2]))
+    last = float(np.median(v[max(b, v.size - 3) :]))
+    rise = (last - best) / (abs(best) or 1.0)
+    train_scale = abs(float(st[b])) or 1.0
+    train_drop = (float(st[b]) - float(np.median(t[max(b, t.size - 3) :]))) / train_scale
+    noise = noise_scale(v)
+    held = 0
+    for value in v[::-1][: v.size - 1 - b]:
+        if value > best + 2.0 * noise:
+            held += 1
+        else:
+            break
+    return Divergence(
+        best_x=float(x[b]),
+        best_val_loss=best,
+        last_x=float(x[-1]),
+        last_val_loss=last,
+        rise=float(rise),
+        train_drop=float(train_drop),
+        noise=float(noise),
+        held=held,
+        onset=float(x[b + 1]) if b + 1 < x.size else None,
+    )
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The generalization gap at the end of training and whether it is widening.
+
+    ``loss_gap`` is val/loss minus train/loss and ``acc_gap`` train/acc minus
+    val/acc (None without accuracy curves), both from the smoothed curves at the
+    last point. ``slope``/``slope_low`` are the Theil-Sen slope of the loss gap
+    over the second half of the run and its lower 95% bound (``widening`` when
+    that bound is above zero). ``val_rise`` is how far val/loss rose from its
+    minimum (relative), which tells a widening gap from a turn-up;
+    ``val_drop`` how far it fell from the start to that minimum (relative),
+    which tells a model that generalised at first from one that never did.
+    """
+
+    loss_gap: float
+    loss_ratio: float
+    acc_gap: float | None
+    slope: float
+    slope_low: float
+    widening: bool
+    val_rise: float
+    val_drop: float
+    onset: float
+
+
+def generalization_gap(x, train_loss, val_loss, train_acc=None, val_acc=None) -> Gap | None:
+    """Gap and its trend; None with fewer than 6 common finite loss points."""
+    x = np.asarray(x, dtype=float).reshape(-1)
+    t = np.asarray(train_loss, dtype=float).reshape(-1)
+    v = np.asarray(val_loss, dtype=float).reshape(-1)
+    mask = np.isfinite(x) & np.isfinite(t) & np.isfinite(v)
+    if int(mask.sum()) < 6:
+        return None
+    xs, st, sv = x[mask], smooth(t[mask]), smooth(v[mask])
+    gap = sv - st
+    half = xs.size // 2
+    trend = trend_test(xs[half:], gap[half:])
+    assert trend is not None
+    acc_gap = None
+    if train_acc is not None and val_acc is not None:
+        ta = np.asarray(train_acc, dtype=float).reshape(-1)
+        va = np.asarray(val_acc, dtype=float).reshape(-1)
+        if ta.shape == va.shape == x.shape:
+            amask = np.isfinite(ta) & np.isfinite(va)
+            if amask.sum() >= 3:
+                acc_gap = float(smooth(ta[amask])[-1] - smooth(va[amask])[-1])
+    best = float(np.min(sv))
+    return Gap(
+        loss_gap=float(gap[-1]),
+        loss_ratio=float(sv[-1] / st[-1]) if st[-1] > 0 else float("inf"),
+        acc_gap=acc_gap,
+        slope=trend.slope,
+        slope_low=trend.slope_low,
+        widening=bool(trend.slope_low > 0.0),
+        val_rise=float((sv[-1] - best) / (abs(best) or 1.0)),
+        val_drop=float((sv[0] - best) / (abs(sv[0]) or 1.0)),
+        onset=float(xs[half]),
+    )
+
+
+@dataclass(frozen=True)
+class Oscillation:
+    """How much a curve swings around its monotone trend.
+
+    The trend is the best monotone (isotonic) fit in the improving direction, so
+    a curve that only ever improves has no residual at all. ``amplitude`` is the
+    robust spread of the residual, ``rel_amplitude`` that spread relative to
+    the curve's typical level, ``swing_vs_progress`` relative to how far the
+    trend travelled, ``sign_change_fraction`` the share of consecutive
+    differences that reverse direction, ``held`` the number of swings: steps
+    against the improving direction larger than the amplitude, ``onset`` the
+    first of them.
+    """
+
+    amplitude: float
+    rel_amplitude: float
+    progress: float
+    swing_vs_progress: float
+    sign_change_fraction: float
+    held: int
+    onset: float | None
+
+
+def oscillation(x, values, *, improving: int = -1) -> Oscillation | None:
+    """Swing of a curve around its monotone trend; None with fewer than 5 finite points."""
+    from scipy.optimize import isotonic_regression
+
+    x, v = finite_xy(x, values)
+    if v.size < 5:
+        return None
+    trend = np.asarray(isotonic_regression(v, increasing=improving > 0).x, dtype=float)
+    residual = v - trend
+    amplitude = max(mad(residual), float(np.sqrt(np.mean(residual**2))) * 0.5)
+    level = float(np.median(np.abs(trend))) or 1.0
+    progress = float(abs(trend[0] - trend[-1]))
+    d = np.diff(v)
+    d = d[d != 0]
+    changes = np.signbit(d[1:]) != np.signbit(d[:-1])
+    fraction = float(changes.mean()) if changes.size else 0.0
+    # a swing: a step against the improving direction larger than the noise floor
+    against = np.diff(v) * (-improving)
+    floor = max(amplitude, 1e-12)
+    swings = np.nonzero(against > floor)[0]
+    return Oscillation(
+        amplitude=float(amplitude),
+        rel_amplitude=float(amplitude / level),
+        progress=progress,
+        swing_vs_progress=float(amplitude / progress) if progress > 0 else float("inf"),
+        sign_change_fraction=fraction,
+        held=int(swings.size),
+        onset=float(x[swings[0] + 1]) if swings.size else None,
+    )

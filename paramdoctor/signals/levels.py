@@ -1,0 +1,141 @@
+"""Signals that compare loss and accuracy levels with what chance would give.
+
+For a C-class classifier, a fresh head predicts roughly uniformly: its
+cross-entropy is ln(C) and its accuracy 1/C. Those two numbers anchor
+"barely moved from the start", "the start was wrong" and "validation is at
+chance".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from paramdoctor.signals.noise import finite_xy, smooth
+
+
+def chance_loss(num_classes: int) -> float:
+    """Cross-entropy of a uniform prediction over ``num_classes`` classes: ln(C)."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    return math.log(num_classes)
+
+
+@dataclass(frozen=True)
+class InitialLoss:
+    """The first loss against ln(num_classes): ``ratio`` far from 1 means a wrong start
+    (a head initialised with large weights, wrong labels or loss)."""
+
+    initial: float
+    expected: float
+    ratio: float
+
+
+def initial_loss(values, num_classes: int, *, first: int = 5) -> InitialLoss | None:
+    """Median of the first ``first`` finite values against ln(C); None without finite values."""
+    v = np.asarray(values, dtype=float).reshape(-1)
+    v = v[np.isfinite(v)][:first]
+    if v.size == 0:
+        return None
+    initial = float(np.median(v))
+    expected = chance_loss(num_classes)
+    return InitialLoss(initial=initial, expected=expected, ratio=initial / expected)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far training loss moved from where it started.
+
+    ``start`` is the reference start (the first step losses when known, else
+    the first epoch), ``last`` the smoothed final train/loss, ``drop`` the
+    relative fall from start to last, ``best_drop`` the relative fall from
+    start to the lowest smoothed point (a loss that fell and then blew up has
+    a large ``best_drop``), ``loss_vs_chance`` last / ln(C) (or last
+    / start without num_classes), ``last_acc`` the smoothed final train/acc.
+    """
+
+    start: float
+    last: float
+    drop: float
+    best_drop: float
+    loss_vs_chance: float
+    last_acc: float | None
+
+
+def progress(x, train_loss, *, start: float | None = None, num_classes: int | None = None, train_acc=None) -> Progress | None:
+    """Progress of training loss; None with fewer than 3 finite points."""
+    _, v = finite_xy(x, train_loss)
+    if v.size < 3:
+        return None
+    smoothed = smooth(v)
+    last = float(smoothed[-1])
+    ref = float(start) if start is not None and np.isfinite(start) else float(v[0])
+    drop = (ref - last) / (abs(ref) or 1.0)
+    best_drop = (ref - float(np.min(smoothed))) / (abs(ref) or 1.0)
+    anchor = chance_loss(num_classes) if num_classes and num_classes >= 2 else (abs(ref) or 1.0)
+    last_acc = None
+    if train_acc is not None:
+        _, a = finite_xy(np.arange(np.asarray(train_acc).size), train_acc)
+        if a.size:
+            last_acc = float(smooth(a)[-1]) if a.size >= 5 else float(a[-1])
+    return Progress(start=ref, last=last, drop=float(drop), best_drop=float(best_drop), loss_vs_chance=last / anchor, last_acc=last_acc)
+
+
+@dataclass(frozen=True)
+class NearChance:
+    """Validation that behaves like an untrained model while training has learned.
+
+    ``val_loss_best_vs_chance`` is the lowest (smoothed) val/loss over ln(C): a
+    model whose validation predictions never beat a uniform guess stays near
+    1.0. ``train_loss_vs_chance`` is the final train/loss (median of the last
+    three) over ln(C). ``val_acc``/``val_over_chance`` (median of the last three
+    val/acc against 1/C) are None without an accuracy curve. ``held`` counts the
+    trailing points whose val/loss is at least ``min_val_loss_vs_chance``
+    times ln(C), ``onset`` is the first of them.
+    """
+
+    val_loss: float
+    val_loss_best_vs_chance: float
+    val_acc: float | None
+    chance: float
+    val_over_chance: float | None
+    train_loss: float
+    train_loss_vs_chance: float
+    held: int
+    onset: float | None
+
+
+def near_chance(
+    x, val_loss, train_loss, num_classes: int, *, val_acc=None, min_val_loss_vs_chance: float = 0.8
+) -> NearChance | None:
+    """Compare validation with chance; None with fewer than 2 finite points of val/loss or train/loss."""
+    xv, vl = finite_xy(x, val_loss)
+    _, tl = finite_xy(np.arange(np.asarray(train_loss).size), train_loss)
+    if vl.size < 2 or tl.size < 2:
+        return None
+    ln_c = chance_loss(num_classes)
+    chance = 1.0 / num_classes
+    held = 0
+    for value in vl[::-1]:
+        if value >= min_val_loss_vs_chance * ln_c:
+            held += 1
+        else:
+            break
+    acc = None
+    if val_acc is not None:
+        _, va = finite_xy(np.arange(np.asarray(val_acc).size), val_acc)
+        acc = float(np.median(va[-3:])) if va.size else None
+    train = float(np.median(tl[-3:]))
+    return NearChance(
+        val_loss=float(np.median(vl[-3:])),
+        val_loss_best_vs_chance=float(np.min(smooth(vl))) / ln_c,
+        val_acc=acc,
+        chance=chance,
+        val_over_chance=None if acc is None else acc / chance,
+        train_loss=train,
+        train_loss_vs_chance=train / ln_c,
+        held=held,
+        onset=float(xv[-held]) if held else None,
+    )

@@ -1,0 +1,136 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from paramdoctor.diagnosis import SEVERITIES
+from paramdoctor.engine import diagnose, evaluate_rule, find_rule, load_rules, summarize
+from paramdoctor.engine.stages import stage_of
+from paramdoctor.record import RunRecord, Series
+
+from tests.rules import synthetic
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_rules()
+
+
+def _skipped(diagnosis, code):
+    return next(s for s in diagnosis.skipped if s.code == code)
+
+
+def test_missing_series_and_short_curves_are_skipped_with_a_reason(rules):
+    x = np.arange(1, 4, dtype=float)
+    record = RunRecord(series={"train/loss": Series(x, [2.0, 1.5, 1.2]), "val/loss": Series(x, [2.1, 1.7, 1.4])})
+    d = diagnose(record, rules)
+    assert d.findings == []
+    assert "number of classes is unknown" in _skipped(d, "PD501").reason
+    assert "needs train/acc" in _skipped(d, "PD202").reason
+    assert "needs step/grad_norm" in _skipped(d, "PD401").reason
+    assert _skipped(d, "PD301").reason == "needs at least 6 points of train/loss, has 3"
+    assert "telemetry/*/drift" in _skipped(d, "PD303").reason
+    assert [s.code for s in d.skipped] == sorted(s.code for s in d.skipped)
+
+
+def test_an_empty_record_is_judged_without_crashing(rules):
+    d = diagnose(RunRecord(series={}), rules)
+    assert d.status == "healthy" and len(d.skipped) == len(rules)
+    assert d.summary["best_x"] is None and d.summary["epochs_run"] is None
+
+
+def test_nan_and_inf_everywhere_never_crash(rules):
+    rng = np.random.default_rng(0)
+    x = np.arange(1, 31, dtype=float)
+    steps = np.arange(1, 301, dtype=float)
+
+    def garbage(n):
+        v = rng.standard_normal(n) * 10
+        v[rng.random(n) < 0.3] = np.nan
+        v[rng.random(n) < 0.1] = np.inf
+        v[rng.random(n) < 0.1] = -np.inf
+        return v
+
+    series = {k: Series(x, garbage(30)) for k in ("train/loss", "val/loss", "train/acc", "val/acc")}
+    series.update({k: Series(steps, garbage(300)) for k in ("step/loss", "step/grad_norm")})
+    series.update({f"telemetry/{g}/{f}": Series(steps[::10], garbage(30)) for g in ("head", "backbone.l4") for f in ("drift", "update_ratio")})
+    record = RunRecord(series=series, meta={"num_classes": 10}, config={"model": {"weights": "DEFAULT"}}, status="FAILED")
+    d = diagnose(record, rules)
+    assert "PD101" in [f.code for f in d.findings]
+    json.dumps(d.to_dict(), allow_nan=False)  # strict JSON: NaN/inf became strings
+
+
+def test_a_running_run_is_not_called_undertrained(rules):
+    record = synthetic.sick("PD203")
+    record.status = "RUNNING"
+    record.meta.pop("stop_reason")
+    d = diagnose(record, rules)
+    assert "PD203" not in [f.code for f in d.findings]
+    assert _skipped(d, "PD203").reason == "the run is still running; this rule judges finished runs"
+
+
+def test_a_run_stopped_by_early_stopping_is_not_called_undertrained(rules):
+    record = synthetic.sick("PD203")
+    record.meta["stop_reason"] = "early_stopping"
+    d = diagnose(record, rules)
+    assert "stopped by early_stopping" in _skipped(d, "PD203").reason
+
+
+def test_forgetting_is_judged_only_on_pretrained_runs(rules):
+    record = synthetic.sick("PD303")
+    record.config["model"]["weights"] = None
+    d = diagnose(record, rules)
+    assert "did not start from pretrained weights" in _skipped(d, "PD303").reason
+    record.config = {}
+    assert "cannot tell" in _skipped(diagnose(record, rules), "PD303").reason
+
+
+def test_evidence_speaks_in_steps_for_step_indexed_evaluations(rules):
+    healthy_u = synthetic.sick("PD301")
+    series = dict(healthy_u.series)
+    for key in ("train/loss", "val/loss", "train/acc", "val/acc"):
+        s = series[key]
+        series[key] = Series(s.steps * 50, s.values)
+    record = RunRecord(series=series, meta=healthy_u.meta, config=healthy_u.config, status="FINISHED", x_unit="step")
+    d = diagnose(record, rules)
+    finding = next(f for f in d.findings if f.code == "PD301")
+    assert "in step 350 of 1000" in finding.evidence.message
+    assert finding.evidence.x_unit == "step" and finding.evidence.onset == 400.0
+    assert d.x_unit == "step" and d.summary["best_epoch"] is not None
+
+
+def test_findings_are_ordered_by_severity_then_stage(rules):
+    d = diagnose(synthetic.sick("PD201"), rules)  # lr_too_low, gradients and undertrained together
+    keys = [(SEVERITIES.index(f.severity), stage_of(f.category), f.code) for f in d.findings]
+    assert keys == sorted(keys)
+    assert [f.code for f in d.findings] == ["PD404", "PD201", "PD203"]  # gradients (stability) before fitting
+
+
+def test_a_finding_carries_numbers_doc_and_onset(rules):
+    d = diagnose(synthetic.sick("PD301"), rules)
+    f = d.findings[0]
+    assert f.code == "PD301" and f.category == "overfitting" and f.severity == "error"
+    assert f.evidence.message.startswith("val/loss bottomed at 0.")
+    assert f.evidence.values["held"] >= 3 and isinstance(f.evidence.values["rise"], float)
+    assert f.evidence.onset is not None and f.why and f.fix and "\n" not in f.why
+
+
+def test_persistence_window_keeps_a_short_rise_silent(rules):
+    rule = find_rule(rules, "PD301")
+    record = synthetic.sick("PD301")
+    held = diagnose(record, [rule]).findings[0].evidence.values["held"]
+    assert evaluate_rule(rule, record, {**rule.params, "persistence": held}).finding is not None
+    assert evaluate_rule(rule, record, {**rule.params, "persistence": held + 1}).finding is None
+
+
+def test_summary(rules):
+    record = synthetic.healthy(0)
+    s = summarize(record)
+    acc = record.series["val/acc"]
+    assert s["monitor"] == "val/acc" and s["mode"] == "max"
+    assert s["best_value"] == pytest.approx(float(np.max(acc.values)))
+    assert s["best_epoch"] == s["best_x"] == int(acc.steps[np.argmax(acc.values)])
+    assert s["epochs_run"] == int(acc.steps[-1]) and s["run_status"] == "FINISHED"
+    assert s["stop_reason"] == "early_stopping" and math.isfinite(s["final_train_loss"])
+    json.dumps(diagnose(record, rules).to_dict(), allow_nan=False)

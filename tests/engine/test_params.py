@@ -1,0 +1,80 @@
+import pytest
+
+from paramdoctor.engine import diagnose, load_project_params, load_rules, merge_params, parse_param_overrides, resolve_params
+from paramdoctor.errors import RuleError
+
+from tests.rules import synthetic
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_rules()
+
+
+def test_parse_param_overrides_reads_yaml_scalars():
+    assert parse_param_overrides(["PD301.min_rise=0.2", "PD301.persistence=4", "val-near-chance.max_over_chance=2"]) == {
+        "PD301": {"min_rise": 0.2, "persistence": 4},
+        "val-near-chance": {"max_over_chance": 2},
+    }
+    for bad in ("PD301=0.2", "min_rise=0.2", "PD301.min_rise"):
+        with pytest.raises(RuleError, match="expected RULE.PARAM=VALUE"):
+            parse_param_overrides([bad])
+
+
+def test_resolve_params_by_code_or_slug_and_checks_names_and_types(rules):
+    resolved = resolve_params(rules, {"val-loss-turns-up": {"min_rise": 0.3}, "PD204": {"min_wasted": 12.0}})
+    assert resolved["PD301"]["min_rise"] == 0.3 and resolved["PD301"]["persistence"] == 3
+    assert resolved["PD204"]["min_wasted"] == 12 and isinstance(resolved["PD204"]["min_wasted"], int)
+    with pytest.raises(RuleError, match=r"unknown rule 'PD31'.*did you mean"):
+        resolve_params(rules, {"PD31": {"min_rise": 0.3}})
+    with pytest.raises(RuleError, match=r"PD301 \(val-loss-turns-up\) has no parameter 'min_rse' \(did you mean 'min_rise'\?\)"):
+        resolve_params(rules, {"PD301": {"min_rse": 0.3}})
+    with pytest.raises(RuleError, match="expected float like the default 0.1, got 'high'"):
+        resolve_params(rules, {"PD301": {"min_rise": "high"}})
+    with pytest.raises(RuleError, match="expected int"):
+        resolve_params(rules, {"PD301": {"persistence": 2.5}})
+
+
+def test_project_file_params_and_disable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_project_params().params == {}
+    (tmp_path / "paramdoctor.yaml").write_text(
+        "experiment: ignored-by-the-engine\n"
+        "rules:\n"
+        "  PD301: {min_rise: 0.5}\n"
+        "  best-epoch-early: {min_wasted: 20}\n"
+        "  disable: [PD204]\n"
+    )
+    project = load_project_params()
+    assert project.params == {"PD301": {"min_rise": 0.5}, "best-epoch-early": {"min_wasted": 20}}
+    assert project.disable == ("PD204",)
+    assert project.path == tmp_path / "paramdoctor.yaml"
+
+
+def test_project_file_errors(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("rules:\n  PD301: 0.5\n")
+    with pytest.raises(RuleError, match=r"rules.PD301: must be a mapping"):
+        load_project_params(path)
+    path.write_text("rules:\n  disable: 3\n")
+    with pytest.raises(RuleError, match="rules.disable"):
+        load_project_params(path)
+    with pytest.raises(RuleError, match="project file not found"):
+        load_project_params(tmp_path / "missing.yaml")
+
+
+def test_merge_params_later_layers_win():
+    merged = merge_params({"PD301": {"min_rise": 0.5, "persistence": 2}}, {"PD301": {"min_rise": 0.2}})
+    assert merged == {"PD301": {"min_rise": 0.2, "persistence": 2}}
+
+
+def test_overrides_change_the_verdict(rules):
+    record = synthetic.sick("PD301")
+    assert "PD301" in [f.code for f in diagnose(record, rules).findings]
+    strict = diagnose(record, rules, params={"PD301": {"min_rise": 50.0}})
+    assert "PD301" not in [f.code for f in strict.findings]
+    disabled = diagnose(record, rules, disable=["val-loss-turns-up"])
+    assert "PD301" not in [f.code for f in disabled.findings]
+    assert any(s.code == "PD301" and "disabled" in s.reason for s in disabled.skipped)
+    with pytest.raises(RuleError, match="disable: unknown rule 'PD3011'"):
+        diagnose(record, rules, disable=["PD3011"])

@@ -1,0 +1,116 @@
+import pytest
+
+from paramdoctor.config import TrainConfig, flatten, to_tree, validate
+from paramdoctor.diagnosis import Evidence, Finding
+from paramdoctor.engine import apply_patch, load_rules, prescribe
+from paramdoctor.engine.schema import PatchItem
+from paramdoctor.errors import RuleError
+from paramdoctor.record import RunRecord
+
+from tests.engine.test_schema import BASE
+from paramdoctor.engine.schema import Rule
+
+DEFAULTS = flatten(to_tree(TrainConfig()))
+
+
+def item(**kw):
+    return PatchItem(**{"reason": "r", **kw})
+
+
+def test_patch_ops_and_clamps():
+    assert apply_patch(item(key="optimizer.lr", op="multiply", value=0.1), DEFAULTS) == pytest.approx(1e-4)
+    assert apply_patch(item(key="optimizer.lr", op="multiply", value=100, max=0.03), DEFAULTS) == 0.03
+    assert apply_patch(item(key="optimizer.weight_decay", op="multiply", value=10, max=1e-3), DEFAULTS) == 1e-3
+    assert apply_patch(item(key="model.dropout", op="add", value=0.2, max=0.5), DEFAULTS) == pytest.approx(0.2)
+    assert apply_patch(item(key="scheduler.warmup_epochs", op="at_least", value=1), DEFAULTS) == 1.0
+    assert apply_patch(item(key="early_stopping.patience", op="at_most", value=3), DEFAULTS) == 3
+    assert apply_patch(item(key="data.augment", op="set", value=False), DEFAULTS) is False
+
+
+def test_null_keys_and_fallbacks():
+    assert apply_patch(item(key="trainer.gradient_clip_val", op="at_most", value=1.0), DEFAULTS) == 1.0
+    unset = {**DEFAULTS, "optimizer.backbone_lr": None}
+    assert apply_patch(item(key="optimizer.backbone_lr", op="multiply", value=0.1), unset) is None
+    fallback = item(key="optimizer.backbone_lr", op="multiply", value=0.1, fallback_key="optimizer.lr")
+    assert apply_patch(fallback, unset) == pytest.approx(1e-4)
+
+
+def test_a_clamp_never_turns_a_raise_into_a_cut():
+    high = {**DEFAULTS, "optimizer.lr": 0.05}
+    assert apply_patch(item(key="optimizer.lr", op="multiply", value=10, max=0.03), high) == 0.05
+
+
+def test_integer_keys_stay_integers():
+    assert apply_patch(item(key="trainer.max_epochs", op="multiply", value=1.5), DEFAULTS) == 30
+    assert isinstance(apply_patch(item(key="trainer.max_epochs", op="multiply", value=0.33), DEFAULTS), int)
+
+
+def _rule(code, category, severity, patch):
+    data = {**BASE, "code": code, "slug": f"r-{code.lower()}", "category": category, "severity": severity, "patch": patch}
+    return Rule.model_validate(data)
+
+
+def _finding(rule):
+    return Finding(rule.code, rule.slug, rule.category, rule.severity, rule.title, Evidence("m"), "why", "fix")
+
+
+def test_stability_wins_over_fitting_and_the_conflict_is_explained():
+    raise_lr = _rule("PD920", "lr_too_low", "error", [{"key": "optimizer.lr", "op": "multiply", "value": 10, "reason": "up"}])
+    cut_lr = _rule(
+        "PD910",
+        "diverged",
+        "warning",
+        [
+            {"key": "optimizer.lr", "op": "multiply", "value": 0.1, "reason": "down"},
+            {"key": "trainer.gradient_clip_val", "op": "set", "value": 1.0, "reason": "clip"},
+        ],
+    )
+    # order of the findings does not matter: the stage does (even over severity)
+    rx = prescribe([(raise_lr, _finding(raise_lr)), (cut_lr, _finding(cut_lr))], RunRecord(series={}))
+    assert rx.patch == {"optimizer.lr": pytest.approx(1e-4), "trainer.gradient_clip_val": 1.0}
+    assert [c.rule for c in rx.changes] == ["PD910", "PD910"]
+    assert rx.changes[0].old == 1e-3 and rx.changes[0].reason == "down"
+    assert rx.conflicts == [
+        "PD910 (diverged) lowers optimizer.lr to 0.0001; PD920's raise to 0.01 was dropped: stability comes first"
+    ]
+    assert rx.next_config["optimizer"]["lr"] == pytest.approx(1e-4)
+    validate(rx.next_config)
+
+
+def test_within_a_stage_the_more_severe_finding_wins():
+    a = _rule("PD930", "overfitting", "warning", [{"key": "optimizer.weight_decay", "op": "multiply", "value": 3, "reason": "a"}])
+    b = _rule("PD931", "forgetting", "error", [{"key": "optimizer.weight_decay", "op": "multiply", "value": 10, "reason": "b"}])
+    rx = prescribe([(a, _finding(a)), (b, _finding(b))], RunRecord(series={}))
+    assert rx.patch["optimizer.weight_decay"] == pytest.approx(5e-3)
+    assert "PD931 is more severe" in rx.conflicts[0]
+
+
+def test_starts_from_the_run_config_or_base_config_and_clears_the_run_name():
+    cut = _rule("PD910", "diverged", "error", [{"key": "optimizer.lr", "op": "multiply", "value": 0.5, "reason": "down"}])
+    tree = to_tree(TrainConfig.model_validate({"optimizer": {"lr": 0.02}, "experiment": {"run_name": "first"}}))
+    rx = prescribe([(cut, _finding(cut))], RunRecord(series={}, config=tree))
+    assert rx.next_config["optimizer"]["lr"] == pytest.approx(0.01)
+    assert rx.next_config["experiment"]["run_name"] is None
+    rx = prescribe([(cut, _finding(cut))], RunRecord(series={}, config=tree), base_config={"optimizer": {"lr": 0.4}})
+    assert rx.next_config["optimizer"]["lr"] == pytest.approx(0.2)
+    foreign = RunRecord(series={}, config={"learning_rate": 5e-5, "per_device_train_batch_size": 8})
+    assert prescribe([], foreign).next_config == {**to_tree(TrainConfig()), "experiment": {"name": "paramdoctor", "run_name": None}}
+
+
+def test_no_change_is_recorded_when_the_value_is_already_right():
+    aug = _rule("PD930", "overfitting", "error", [{"key": "data.augment", "op": "set", "value": True, "reason": "on"}])
+    assert prescribe([(aug, _finding(aug))], RunRecord(series={})).changes == []
+
+
+def test_a_patch_that_breaks_the_config_raises():
+    bad = _rule("PD940", "undertrained", "error", [{"key": "scheduler.warmup_epochs", "op": "set", "value": 50.0, "reason": "x"}])
+    with pytest.raises(RuleError, match="warmup_epochs.*PD940"):
+        prescribe([(bad, _finding(bad))], RunRecord(series={}))
+
+
+def test_every_builtin_patch_alone_gives_a_valid_config():
+    for rule in load_rules():
+        rx = prescribe([(rule, _finding(rule))], RunRecord(series={}))
+        validate(rx.next_config)
+        # an evaluation mismatch on default settings is a pipeline bug: there may be nothing to change
+        assert rx.changes or rule.category == "eval_mismatch", f"{rule.code} changes nothing on the default config"

@@ -1,0 +1,187 @@
+"""Truncated, malformed and hostile files: one InputError line naming the file, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from paramdoctor.errors import InputError
+from paramdoctor.importers import MAX_BYTES, load_foreign
+from paramdoctor.importers.reading import read_text
+from paramdoctor.record import RunRecord
+from tests.importers.helpers import FIXTURES
+
+HOSTILE = {
+    "bomb.json": "[" * 100_000 + "]" * 100_000,
+    "bomb_in_history.json": '{"log_history": ' + "[" * 50_000 + "]" * 50_000 + "}",
+    "giant_int.json": '{"log_history": [{"step": 1, "loss": ' + "9" * 5000 + "}]}",
+    "loss_is_word.json": '{"log_history": [{"step": 1, "loss": "abc"}]}',
+    "step_is_list.json": '{"log_history": [{"step": [1], "loss": 1.0}]}',
+    "step_is_huge.json": '{"log_history": [{"step": 1e300, "loss": 1.0}]}',
+    "history_not_list.json": '{"log_history": 5}',
+    "history_entry_not_object.json": '{"log_history": [1, 2]}',
+    "empty_history.json": '{"log_history": []}',
+    "truncated.json": '{"log_history": [{"step": 1, "loss": 1.0}, {"st',
+    "number.json": "42",
+    "string.json": '"hello"',
+    "empty_list.json": "[]",
+    "keras_history_words.json": '{"loss": [1, 2, "x"]}',
+    "keras_history_nested.json": '{"loss": [[1]], "val_loss": [1]}',
+    "whitespace.csv": "   \n\n  ",
+    "words_in_loss.csv": "epoch,loss,val_loss\n0,abc,1\n",
+    "too_many_fields.csv": "epoch,loss\n0,1,2,3\n",
+    "huge_field.csv": "epoch,loss\n1," + "9" * 200_000 + "\n",
+    "prose.txt": "hello world\nthis is not a training log\n",
+    "bad_middle_line.jsonl": '{"current_steps": 1, "total_steps": 3, "loss": 1}\nnot json\n{"current_steps": 2}\n',
+    "array_lines.jsonl": '{"a": 1}\n[1, 2]\n',
+    "inf_epoch.csv": "epoch,loss,val_loss\ninf,1,1\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_text_is_one_input_error_naming_the_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_text(HOSTILE[name])
+    with pytest.raises(InputError) as info:
+        load_foreign(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("random.bin", bytes(range(256)) * 8),
+        ("latin1.csv", "epoch,loss\n1,0.5\n2,\xe9\n".encode("latin-1")),
+        ("nul.csv", b"epoch,loss\n1,0\x00.5\n"),
+        ("utf16.json", '{"loss": [1.0]}'.encode("utf-16")),
+    ],
+)
+def test_binary_and_non_utf8_files(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(InputError, match="binary data|not UTF-8"):
+        load_foreign(path)
+
+
+def test_gigantic_files_are_refused_without_reading_them(tmp_path):
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as fh:  # sparse: costs no disk
+        fh.truncate(MAX_BYTES + 1)
+    with pytest.raises(InputError, match=r"MiB is more than the 200 MiB"):
+        load_foreign(path)
+
+
+def test_read_cap_applies_to_what_is_read(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\n" + "1,0.5\n" * 100)
+    with pytest.raises(InputError, match="more than"):
+        read_text(path, limit=100)
+
+
+def test_missing_paths_and_empty_folders(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_foreign(tmp_path / "nope.json")
+    with pytest.raises(InputError, match="no training log found in this folder"):
+        load_foreign(tmp_path)
+
+
+def test_run_index_out_of_range_says_how_many_runs():
+    with pytest.raises(InputError, match=r"holds 2 runs \(use 0..1"):
+        load_foreign(FIXTURES / "llamafactory_two_runs.jsonl", run_index=2)
+    with pytest.raises(InputError, match="holds 1 run "):
+        load_foreign(FIXTURES / "keras_healthy.log", run_index=-2)
+
+
+def test_nan_strings_and_infinities_are_kept_as_evidence(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss,val_loss\n0,nan,1.0\n1,inf,NaN\n2,1e999,0.5\n")
+    record = load_foreign(path)
+    train, val = record.get("train/loss").values, record.get("val/loss").values
+    assert str(train[0]) == "nan" and train[1] == float("inf") and train[2] == float("inf")
+    assert str(val[1]) == "nan"
+
+
+def test_a_last_line_cut_short_while_writing_is_dropped(tmp_path):
+    path = tmp_path / "trainer_log.jsonl"
+    lines = (FIXTURES / "llamafactory_out" / "trainer_log.jsonl").read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:30])
+    record = load_foreign(path)
+    assert record.meta["truncated_last_line"] is True
+    assert record.get("val/loss").steps[-1] == 125
+
+
+# --- fuzzing: only a RunRecord or an InputError may come out ---------------------------
+
+_FUZZ = settings(max_examples=int(os.environ.get("PARAMDOCTOR_FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_SEEDS = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".csv", ".log"))
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(
+        ["log_history", "step", "epoch", "loss", "eval_loss", "eval_accuracy", "learning_rate", "current_steps",
+         "total_steps", "val_loss", "accuracy", "format", "x"]), children, max_size=5),
+    max_leaves=30,
+)
+
+
+def _outcome(data: bytes, name: str, **kwargs) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        try:
+            result = load_foreign(path, **kwargs)
+        except InputError as exc:
+            assert "\n" not in str(exc)
+            return
+        assert isinstance(result, RunRecord)
+
+
+@_FUZZ
+@given(st.binary(max_size=2000), st.sampled_from(["log.csv", "trainer_state.json", "log.jsonl", "x"]))
+def test_fuzz_random_bytes(data, name):
+    _outcome(data, name)
+
+
+@_FUZZ
+@given(_json_values)
+def test_fuzz_random_json(value):
+    _outcome(json.dumps(value).encode(), "trainer_state.json")
+
+
+@_FUZZ
+@given(st.lists(_json_values, max_size=6))
+def test_fuzz_random_json_lines(values):
+    _outcome("\n".join(json.dumps(v) for v in values).encode(), "trainer_log.jsonl")
+
+
+@_FUZZ
+@given(
+    st.sampled_from(_SEEDS),
+    st.lists(st.tuples(st.sampled_from(["cut", "insert", "replace", "duplicate"]), st.floats(0, 1), st.binary(max_size=12)), min_size=1, max_size=4),
+    st.sampled_from([None, 0, -1, 1]),
+)
+def test_fuzz_mutated_fixtures(seed, mutations, run_index):
+    data = seed.read_bytes()
+    for op, where, chunk in mutations:
+        at = int(where * len(data))
+        if op == "cut":
+            data = data[:at]
+        elif op == "insert":
+            data = data[:at] + chunk + data[at:]
+        elif op == "replace":
+            data = data[:at] + chunk + data[at + len(chunk) :]
+        else:
+            data = data[:at] + data[at : at + 200] + data[at:]
+    _outcome(data, seed.name, run_index=run_index)
+
+
+@_FUZZ
+@given(st.dictionaries(st.sampled_from(["train/loss", "val/loss", "val/acc", "step/loss", "bad key", "val/x"]), st.text(max_size=12), max_size=3))
+def test_fuzz_mappings(mapping):
+    _outcome((FIXTURES / "custom_curves.csv").read_bytes(), "curves.csv", mapping=mapping)

@@ -1,0 +1,105 @@
+"""``paramdoctor import`` into a fresh SQLite store, read back through MlflowClient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from paramdoctor import keys
+from paramdoctor.cli import import_cmd
+from paramdoctor.errors import InputError
+from paramdoctor.importers import load_foreign
+from paramdoctor.importers.to_mlflow import METRICS_PER_BATCH, log_record, prepare
+from paramdoctor.keys import TAG_X_UNIT
+from paramdoctor.record import RunRecord, Series
+from tests.importers.helpers import FIXTURES
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    import_cmd.register(app)
+
+    @app.callback()
+    def _root() -> None:
+        """Several commands: keep `import` a subcommand."""
+
+    return app
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(_app(), ["import", *args])
+
+
+def test_import_hf_checkpoint_folder(store_uri):
+    result = _invoke(str(FIXTURES / "hf_llm_overfit"), "--experiment", "llm", "--run-name", "qwen-lora")
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.strip().splitlines()[-1]
+    client = MlflowClient(store_uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "qwen-lora"
+    assert client.get_experiment(run.info.experiment_id).name == "llm"
+    assert run.data.tags[keys.TAG_SOURCE] == "hf_trainer" and run.data.tags[TAG_X_UNIT] == "step"
+    assert run.data.tags[keys.TAG_MONITOR] == keys.VAL_LOSS
+    assert run.data.params["train_batch_size"] == "32" and run.data.params["eval_steps"] == "20"
+    val = sorted(client.get_metric_history(run_id, keys.VAL_LOSS), key=lambda m: m.step)
+    assert [m.step for m in val] == list(range(20, 241, 20))
+    expected = load_foreign(FIXTURES / "hf_llm_overfit").get(keys.VAL_LOSS).values.tolist()
+    assert [m.value for m in val] == pytest.approx(expected)
+    assert len(client.get_metric_history(run_id, keys.STEP_LOSS)) == 48
+    assert [a.path for a in client.list_artifacts(run_id)] == ["trainer_state.json"]
+
+
+def test_import_picks_a_run_and_maps_columns(store_uri):
+    result = _invoke(str(FIXTURES / "llamafactory_two_runs.jsonl"), "--run-index", "0")
+    assert result.exit_code == 0, result.output
+    run = MlflowClient(store_uri).get_run(result.stdout.strip().splitlines()[-1])
+    assert run.data.tags["paramdoctor.import.run_index"] == "0" and run.data.tags["paramdoctor.import.runs_in_file"] == "2"
+    assert run.info.run_name == "llamafactory_two_runs"
+    assert "run 0 of 2" in result.stderr
+
+    result = _invoke(str(FIXTURES / "custom_curves.csv"), "--map", "val/loss=holdout_objective", "--map", "train/loss=my_train_objective")
+    assert result.exit_code == 0, result.output
+    run = MlflowClient(store_uri).get_run(result.stdout.strip().splitlines()[-1])
+    assert set(run.data.metrics) == {keys.VAL_LOSS, keys.TRAIN_LOSS} and run.data.tags[keys.TAG_SOURCE] == "csv"
+
+
+def test_bad_input_creates_nothing(tracking_uri, tmp_path):
+    bad = tmp_path / "trainer_state.json"
+    bad.write_text('{"log_history": [{"step": 1, "loss": "oops"}]}')
+    result = _invoke(str(bad))
+    assert result.exit_code != 0
+    assert isinstance(result.exception, InputError) and "'loss' is 'oops'" in str(result.exception)
+    assert not Path(tmp_path / "mlflow.db").exists()  # the store was never opened
+    result = _invoke(str(FIXTURES / "custom_curves.csv"), "--map", "val/loss")
+    assert isinstance(result.exception, InputError) and "expected KEY=COLUMN" in str(result.exception)
+    assert not Path(tmp_path / "mlflow.db").exists()
+
+
+def test_metrics_go_in_batches_of_at_most_1000(store_uri):
+    steps = range(1, 2501)
+    record = RunRecord(
+        series={keys.STEP_LOSS: Series(list(steps), [1.0 / s for s in steps]), keys.VAL_LOSS: Series([1, 2], [1.0, float("nan")])},
+        params={f"p{i}": str(i) for i in range(150)},
+        source="jsonl",
+        x_unit="epoch",
+    )
+    prepared = prepare(record)
+    assert len(prepared.metrics) == 2502 and METRICS_PER_BATCH == 1000
+    client = MlflowClient(store_uri)
+    run_id = log_record(record, experiment="big", client=client)
+    run = client.get_run(run_id)
+    assert len(run.data.params) == 150
+    assert len(client.get_metric_history(run_id, keys.STEP_LOSS)) == 2500
+    val = sorted(client.get_metric_history(run_id, keys.VAL_LOSS), key=lambda m: m.step)
+    assert str(val[1].value) == "nan"  # a diverged value stays evidence
+
+
+def test_fractional_positions_are_refused_before_anything_is_created(tracking_uri, tmp_path):
+    record = RunRecord(series={keys.VAL_LOSS: Series([0.5, 1.0], [1.0, 0.9])}, source="csv")
+    with pytest.raises(InputError, match="not a whole epoch number"):
+        log_record(record, experiment="x")
+    assert not Path(tmp_path / "mlflow.db").exists()

@@ -1,0 +1,127 @@
+"""Hand-built diagnoses for the tell-stage tests (fixed, so snapshots are stable)."""
+
+from __future__ import annotations
+
+from paramdoctor.config import TrainConfig, to_tree
+from paramdoctor.diagnosis import CATEGORIES, SEVERITIES, Change, Diagnosis, Evidence, Finding, Prescription, Skipped
+
+
+def next_config_tree() -> dict:
+    tree = to_tree(TrainConfig.model_validate({"trainer": {"max_epochs": 20}}))
+    tree["optimizer"]["weight_decay"] = 0.005
+    tree["model"]["dropout"] = 0.2
+    return tree
+
+
+def sick_diagnosis() -> Diagnosis:
+    """Two findings (warning listed first on purpose, so ordering by severity shows), one skipped rule."""
+    return Diagnosis(
+        run_id="0123456789abcdef0123456789abcdef",
+        run_name="overfit-run",
+        findings=[
+            Finding(
+                code="PD401",
+                slug="wasted-epochs",
+                category="overtrained",
+                severity="warning",
+                title="Training went on long after the best epoch",
+                evidence=Evidence(
+                    message="best val/acc 0.8338 in epoch 9 of 20; 11 epochs added nothing",
+                    values={"best_epoch": 9, "epochs_run": 20},
+                    onset=10,
+                ),
+                why="Epochs after the best one cost time and, without restoring the best weights, accuracy.",
+                fix="Stop earlier: lower early_stopping.patience.",
+            ),
+            Finding(
+                code="PD201",
+                slug="val-loss-turns-up",
+                category="overfitting",
+                severity="error",
+                title="Validation loss turns up while training loss keeps falling",
+                evidence=Evidence(
+                    message="val/loss bottomed at 0.60 in epoch 7 of 20 and rose 240% while train/loss fell 93%",
+                    values={
+                        "val_min": 0.6,
+                        "val_min_epoch": 7,
+                        "val_rise": 2.4,
+                        "train_fall": 0.93,
+                        "nan_value": float("nan"),
+                    },
+                    onset=7,
+                ),
+                why="The model memorises the training set; every later epoch makes it worse on new data.",
+                fix="Regularise: more weight decay, dropout before the head.",
+            ),
+        ],
+        skipped=[Skipped(code="PD302", slug="loss-spikes", reason="needs step/grad_norm")],
+        prescription=Prescription(
+            changes=[
+                Change(
+                    key="optimizer.weight_decay",
+                    old=0.0005,
+                    new=0.005,
+                    reason="regularise: val loss turns up",
+                    rule="PD201",
+                ),
+                Change(key="model.dropout", old=0.0, new=0.2, reason="regularise the head", rule="PD201"),
+            ],
+            conflicts=["PD401 asked for early_stopping.patience=3; kept 5 because PD201's regularisation needs epochs"],
+            next_config=next_config_tree(),
+        ),
+        summary={
+            "best_epoch": 9, "best_value": 0.8338, "monitor": "val/acc", "epochs_run": 20, "run_status": "FINISHED"
+        },
+    )
+
+
+def healthy_diagnosis() -> Diagnosis:
+    tree = to_tree(TrainConfig.model_validate({"trainer": {"max_epochs": 20}}))
+    return Diagnosis(
+        run_id="fedcba9876543210fedcba9876543210",
+        run_name="healthy-run",
+        prescription=Prescription(next_config=tree),
+        summary={
+            "best_epoch": 18, "best_value": 0.97, "monitor": "val/acc", "epochs_run": 20, "run_status": "FINISHED"
+        },
+    )
+
+
+def _check_finding(f: dict) -> None:
+    assert set(f) == {"code", "slug", "category", "severity", "title", "evidence", "why", "fix"}
+    assert isinstance(f["code"], str) and isinstance(f["slug"], str) and isinstance(f["title"], str)
+    assert f["category"] in CATEGORIES and f["severity"] in SEVERITIES
+    assert isinstance(f["why"], str) and isinstance(f["fix"], str)
+    ev = f["evidence"]
+    assert set(ev) == {"message", "values", "onset", "x_unit"}
+    assert isinstance(ev["message"], str) and ev["x_unit"] in ("epoch", "step")
+    assert ev["onset"] is None or isinstance(ev["onset"], (int, float))
+    assert all(v is None or isinstance(v, (int, float, str)) for v in ev["values"].values())
+
+
+def check_diagnosis_shape(data: dict) -> None:
+    """The documented shape (paramdoctor/report/__init__.py), field by field."""
+    assert set(data) == {
+        "schema_version", "run_id", "run_name", "status", "source", "x_unit",
+        "summary", "findings", "skipped", "prescription",
+    }
+    assert data["schema_version"] == 1
+    assert data["run_id"] is None or isinstance(data["run_id"], str)
+    assert data["run_name"] is None or isinstance(data["run_name"], str)
+    assert data["status"] in ("healthy", "findings")
+    assert data["status"] == ("findings" if data["findings"] else "healthy")
+    assert isinstance(data["source"], str) and data["x_unit"] in ("epoch", "step")
+    assert isinstance(data["summary"], dict)
+    assert all(v is None or isinstance(v, (int, float, str)) for v in data["summary"].values())
+    for f in data["findings"]:
+        _check_finding(f)
+    for s in data["skipped"]:
+        assert set(s) == {"code", "slug", "reason"} and all(isinstance(v, str) for v in s.values())
+    rx = data["prescription"]
+    assert set(rx) == {"patch", "changes", "conflicts", "next_config"}
+    assert isinstance(rx["patch"], dict) and isinstance(rx["next_config"], dict)
+    for c in rx["changes"]:
+        assert set(c) == {"key", "old", "new", "reason", "rule"}
+        assert isinstance(c["key"], str) and isinstance(c["reason"], str) and isinstance(c["rule"], str)
+        assert rx["patch"][c["key"]] == c["new"]
+    assert all(isinstance(c, str) for c in rx["conflicts"])

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from paramdoctor.signals import finite_xy, mad, noise_scale, rolling_median, smooth, smoothing_window
+
+
+def test_noise_scale_recovers_white_noise_on_a_steep_trend():
+    rng = np.random.default_rng(0)
+    t = np.arange(200, dtype=float)
+    curve = 3.0 * np.exp(-0.03 * t) + 0.05 * rng.standard_normal(t.size)
+    assert noise_scale(curve) == pytest.approx(0.05, rel=0.25)
+
+
+def test_noise_scale_of_a_clean_line_is_zero_and_short_curves_are_zero():
+    assert noise_scale(np.linspace(0, 1, 50)) == pytest.approx(0.0, abs=1e-12)
+    assert noise_scale([1.0, 2.0, 3.0]) == 0.0
+
+
+def test_mad_ignores_outliers_and_nan():
+    values = np.r_[np.ones(20), 1000.0, np.nan]
+    assert mad(values) == 0.0
+
+
+def test_smooth_reduces_noise_but_keeps_the_trend():
+    rng = np.random.default_rng(1)
+    t = np.arange(60, dtype=float)
+    clean = 2.0 * np.exp(-0.08 * t) + 0.1
+    noisy = clean + 0.08 * rng.standard_normal(t.size)
+    smoothed = smooth(noisy)
+    assert np.mean((smoothed - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)
+
+
+def test_smooth_leaves_clean_and_short_curves_alone_and_keeps_nan_in_place():
+    clean = np.linspace(1.0, 0.0, 30)
+    assert np.allclose(smooth(clean), clean)
+    assert smoothing_window([1.0, 2.0, 3.0]) == 1
+    with_nan = np.r_[np.linspace(2, 1, 10), np.nan, np.linspace(1, 0.5, 10)]
+    out = smooth(with_nan)
+    assert np.isnan(out[10]) and np.isfinite(np.delete(out, 10)).all()
+
+
+def test_smoothing_window_grows_with_noise():
+    rng = np.random.default_rng(2)
+    t = np.arange(80, dtype=float)
+    quiet = np.exp(-0.05 * t) + 0.002 * rng.standard_normal(t.size)
+    loud = np.exp(-0.05 * t) + 0.1 * rng.standard_normal(t.size)
+    assert smoothing_window(loud) > smoothing_window(quiet)
+    assert smoothing_window(loud) % 2 == 1
+
+
+def test_rolling_median_removes_a_single_spike_and_keeps_monotone_curves():
+    values = np.r_[np.ones(10), 50.0, np.ones(10)]
+    assert rolling_median(values, 2).max() == 1.0
+    line = np.arange(15, dtype=float)
+    assert np.array_equal(rolling_median(line, 3), line)
+
+
+def test_finite_xy_drops_nonfinite_points():
+    x, v = finite_xy([1, 2, 3, 4], [1.0, np.nan, np.inf, 2.0])
+    assert x.tolist() == [1.0, 4.0] and v.tolist() == [1.0, 2.0]
