@@ -76,10 +76,25 @@ class Skipped:
 
 
 @dataclass
+class ToolPrescription:
+    """The prescription in the vocabulary of the tool the run came from.
+
+    ``name`` is the tool (``hf_trainer``, ``lightning``, ...); ``changes`` are
+    ``paramdoctor.vocab.ToolChange`` items (dataclasses: ``key``, ``old``,
+    ``new``, ``reason``, ``note``, ``source_key``, ``factor``). Filled by the
+    tell stage for runs not trained by paramdoctor; None otherwise.
+    """
+
+    name: str
+    changes: list[Any] = field(default_factory=list)
+
+
+@dataclass
 class Prescription:
     changes: list[Change] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # sentences: which change won and why
     next_config: dict[str, Any] = field(default_factory=dict)  # the full next config, nested
+    tool: ToolPrescription | None = None  # the same changes in the source tool's own terms
 
     @property
     def patch(self) -> dict[str, Any]:
@@ -121,5 +136,6 @@ class Diagnosis:
                 "changes": [asdict(c) for c in self.prescription.changes],
                 "conflicts": list(self.prescription.conflicts),
                 "next_config": self.prescription.next_config,
+                "tool": asdict(self.prescription.tool) if self.prescription.tool is not None else None,
             },
         }

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+RUN_STATES = ("RUNNING", "FINISHED", "FAILED", "KILLED", "UNKNOWN")  # MLflow's run states, plus "unknown" for logs
+
 # --- per epoch (step = epoch number, 1-based) -------------------------------
 TRAIN_LOSS = "train/loss"
 TRAIN_ACC = "train/acc"

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from paramdoctor.errors import InputError
+from paramdoctor.keys import RUN_STATES
 
-RUN_STATES = ("RUNNING", "FINISHED", "FAILED", "KILLED", "UNKNOWN")
 EXPORT_FORMAT = "paramdoctor.run/v1"
 
 

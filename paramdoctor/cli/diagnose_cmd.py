@@ -29,6 +29,14 @@ RUN_HELP = (
 )
 
 
+WRITE_HELP = (
+    "Write the full next config for `paramdoctor train NEXT.yaml`. For a run from another tool "
+    "(Hugging Face Trainer, LLaMA-Factory, Lightning, Keras, Ultralytics) also write NEXT.<tool>.yaml beside it, "
+    "e.g. next.hf_trainer.yaml: the changes as that tool's settings (a flat YAML mapping to merge into your own "
+    "arguments; changes made in code, and notes, as comments)."
+)
+
+
 def register(app: typer.Typer) -> None:
     app.command(
         "diagnose",
@@ -44,7 +52,7 @@ def diagnose(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print only the diagnosis as one JSON object."),
     write: Optional[Path] = typer.Option(
-        None, "--write", metavar="NEXT.yaml", help="Write the full next config for `paramdoctor train NEXT.yaml`."
+        None, "--write", metavar="NEXT.yaml", help=WRITE_HELP
     ),
     no_log: bool = typer.Option(False, "--no-log", help="Do not write tags and reports back into the MLflow run."),
     rules: Optional[list[Path]] = typer.Option(
@@ -91,6 +99,7 @@ def diagnose(
     notes = [resolved.note] if resolved.note else []
 
     written = write_next_config(diag, record, write) if write is not None else None
+    tool_written = write_tool_patch(diag, write, run_label=record.run_name or run) if write is not None else None
     if resolved.origin == "mlflow" and not no_log and record.run_id:
         warning = _write_back(resolved.client, record.run_id, diag, record)
         if warning:
@@ -107,7 +116,14 @@ def diagnose(
 
         from paramdoctor.report import render_diagnosis
 
-        render_diagnosis(diag, Console(), next_config_path=str(written) if written else None, run_ref=run, notes=notes)
+        render_diagnosis(
+            diag,
+            Console(),
+            next_config_path=str(written) if written else None,
+            run_ref=run,
+            notes=notes,
+            tool_patch_path=str(tool_written) if tool_written else None,
+        )
     return diag.exit_code
 
 
@@ -141,6 +157,26 @@ def write_next_config(diag: "Diagnosis", record: "RunRecord", path: Path) -> Pat
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump_yaml(config), encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--write {path}: cannot write ({exc.strerror or exc})") from None
+    return path
+
+
+def write_tool_patch(diag: "Diagnosis", next_config: Path, *, run_label: str = "") -> Path | None:
+    """For a run from another tool, write ``NEXT.<tool>.yaml`` beside ``next_config``; None when there is nothing to say.
+
+    Runs paramdoctor trained, healthy runs, and logs with no tool vocabulary
+    (csv, jsonl) get no such file: the paramdoctor config already says it all.
+    """
+    from paramdoctor.report import shows_tool_terms, tool_patch_path, tool_patch_yaml
+
+    tool = diag.prescription.tool
+    if tool is None or not shows_tool_terms(diag):
+        return None
+    path = tool_patch_path(next_config, tool.name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(tool_patch_yaml(tool, run=run_label), encoding="utf-8")
     except OSError as exc:
         raise InputError(f"--write {path}: cannot write ({exc.strerror or exc})") from None
     return path
@@ -260,7 +296,10 @@ class _Judge:
         self.engine, self.rules, self.params, self.disable = engine, rules, params, disable
 
     def __call__(self, record: "RunRecord") -> "Diagnosis":
-        return self.engine.diagnose(record, self.rules, self.params, disable=self.disable)
+        from paramdoctor.report.tool import attach_tool_prescription
+
+        diag = self.engine.diagnose(record, self.rules, self.params, disable=self.disable)
+        return attach_tool_prescription(diag, record)  # runs from other tools: the changes in their own words
 
 
 def _engine() -> ModuleType:

@@ -127,7 +127,7 @@ def _print_explanation(rule: Any) -> None:
         via = f" (param {rule.for_.param})" if rule.for_.param else ""
         para(f"for at least {window} consecutive points{via}", indent=2)
     if rule.params:
-        heading(f"Parameters (override with --param {rule.code}.NAME=VALUE or in paramdoctor.yaml)")
+        heading(f"Parameters (override with: paramdoctor diagnose RUN --set {rule.code}.NAME=VALUE, or in paramdoctor.yaml)")
         for name, value in rule.params.items():
             para(f"{name} = {value!r}", indent=2)
     heading("Patch (applied to the next config)")

@@ -7,7 +7,7 @@
       overfitting-gap-widens: {min_acc_gap: 0.15}   # ... or by slug
       disable: [PD204]
 
-and ``--param PD301.min_rise=0.2`` overrides both. Unknown rules and
+and ``--set PD301.min_rise=0.2`` overrides both. Unknown rules and
 parameters fail with a suggestion; a value must have the type of the default.
 """
 

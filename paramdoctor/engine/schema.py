@@ -16,7 +16,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from paramdoctor.diagnosis import CATEGORIES, SEVERITIES
-from paramdoctor.record import RUN_STATES
+from paramdoctor.keys import RUN_STATES
 
 Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 Severity = Literal[SEVERITIES]  # type: ignore[valid-type]

@@ -46,7 +46,18 @@ strict: a non-finite number (a NaN loss, say) is written as the string
     ``{key, old, new, reason, rule}``, in the order they apply), ``conflicts``
     (array of strings: which change won when rules disagreed, and why),
     ``next_config`` (object: the full nested config to train next; empty when
-    the run's config is unknown).
+    the run's config is unknown), ``tool`` (null for runs paramdoctor trained;
+    for runs from another tool an object ``{name, changes}``: ``name`` the
+    tool, e.g. ``"hf_trainer"``, ``"llamafactory"``, ``"lightning"``,
+    ``"keras"``, ``"ultralytics"``, ``"csv"``, and ``changes`` the same
+    changes in that tool's vocabulary, an array of ``{key, old, new, reason,
+    note, source_key, factor}``: ``key`` the tool's name for the setting (the
+    paramdoctor key when the tool has none, ``note`` then says what to do),
+    ``old`` the run's own value when its log gave it (else null), ``new`` the
+    value to set (null when it can only be said in words or as a factor),
+    ``reason`` as above, ``note`` (string, may be empty), ``source_key`` the
+    paramdoctor key it translates, ``factor`` (number or null) the relative
+    change, e.g. ``0.3`` for "0.3x your learning rate"). Added in schema 1.
 
 With ``--experiment NAME`` and no RUN, ``--json`` prints one object
 ``{"schema_version": 1, "experiment": NAME, "status": "healthy"|"findings",
@@ -58,8 +69,16 @@ from paramdoctor.report.html import diagnosis_html
 from paramdoctor.report.markdown import diagnosis_markdown
 from paramdoctor.report.plot import plot_curves
 from paramdoctor.report.terminal import render_diagnosis, render_summary_table
+from paramdoctor.report.tool import (
+    attach_tool_prescription,
+    shows_tool_terms,
+    tool_patch_path,
+    tool_patch_yaml,
+    tool_prescription,
+)
 
 __all__ = [
+    "attach_tool_prescription",
     "diagnosis_html",
     "diagnosis_json",
     "diagnosis_markdown",
@@ -68,5 +87,9 @@ __all__ = [
     "plot_curves",
     "render_diagnosis",
     "render_summary_table",
+    "shows_tool_terms",
+    "tool_patch_path",
+    "tool_patch_yaml",
+    "tool_prescription",
     "verdict",
 ]

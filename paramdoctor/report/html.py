@@ -23,6 +23,7 @@ from paramdoctor.report.common import (
     summary_items,
     verdict,
 )
+from paramdoctor.report.tool import shows_tool_terms, tool_rows, tool_title
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem;color:#222;max-width:70rem}
@@ -92,6 +93,14 @@ def diagnosis_html(
     else:
         parts.append("<p>No changes.</p>")
     parts += [f"<p><b>Conflict:</b> {e(c)}</p>" for c in rx.conflicts]
+    if shows_tool_terms(diag) and rx.tool is not None:
+        parts.append(f"<h3>The same changes {e(tool_title(rx.tool))}</h3>")
+        parts.append("<table><tr><th>setting</th><th>now</th><th>next</th><th>note</th></tr>")
+        parts += [
+            f"<tr><td><code>{e(key)}</code></td><td>{e(now)}</td><td><b>{e(new)}</b></td><td>{e(note)}</td></tr>"
+            for key, now, new, note in tool_rows(rx.tool)
+        ]
+        parts.append("</table>")
     if rx.next_config:
         parts.append(f"<p>Next config (<code>{e(next_config_name)}</code>):</p>")
         parts.append(f"<pre>{e(dump_yaml(rx.next_config))}</pre>")

@@ -14,6 +14,7 @@ from paramdoctor.report.common import (
     summary_items,
     verdict,
 )
+from paramdoctor.report.tool import shows_tool_terms, tool_rows, tool_title
 
 
 def diagnosis_markdown(
@@ -60,10 +61,20 @@ def diagnosis_markdown(
         out += ["No changes.", ""]
     if rx.conflicts:
         out += [f"- Conflict: {_md(c)}" for c in rx.conflicts] + [""]
+    if shows_tool_terms(diag) and rx.tool is not None:
+        out += [f"### The same changes {_md(tool_title(rx.tool))}", ""]
+        out += ["| setting | now | next | note |", "|---|---|---|---|"]
+        out += [f"| `{_code(key)}` | {_md(now)} | **{_md(new)}** | {_md(note)} |" for key, now, new, note in tool_rows(rx.tool)]
+        out.append("")
     if rx.next_config:
         out += [f"Next config (`{next_config_name}`):", "", "```yaml", dump_yaml(rx.next_config).rstrip(), "```", ""]
         out += ["Train it:", "", "```sh", TRAIN_HINT.format(path=next_config_name), "```", ""]
     return "\n".join(out)
+
+
+def _code(text: str) -> str:
+    """Text inside a backtick span in a table cell: only the pipe and backticks need care."""
+    return str(text).replace("|", "\\|").replace("`", "'").replace("\n", " ")
 
 
 def _md(text: str) -> str:

@@ -6,6 +6,7 @@ screen and tests capture text with ``Console(file=io.StringIO(), width=100)``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 from rich.columns import Columns
@@ -25,6 +26,8 @@ from paramdoctor.report.common import (
     summary_items,
     verdict,
 )
+from paramdoctor.report.tool import shows_tool_terms, tool_rows, tool_title
+from paramdoctor.report.tool import tool_patch_path as patch_path_for
 
 SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "cyan"}
 
@@ -36,11 +39,14 @@ def render_diagnosis(
     next_config_path: str | None = None,
     run_ref: str | None = None,
     notes: Iterable[str] = (),
+    tool_patch_path: str | None = None,
 ) -> None:
     """Verdict, findings by severity, rules that could not judge, the prescription, the next command.
 
     ``next_config_path`` is where the next config was written (``--write``);
-    without it the closing hint shows how to write it, using ``run_ref``.
+    without it the closing hint shows how to write it, using ``run_ref``. For
+    a run from another tool the prescription is shown a second time in that
+    tool's terms; ``tool_patch_path`` is where ``--write`` put it as a patch.
     """
     _header(diag, console, notes)
     for number, finding in enumerate(ordered_findings(diag.findings), start=1):
@@ -55,7 +61,7 @@ def render_diagnosis(
         for skipped in diag.skipped:
             grid.add_row("", skipped.code, Text(f"{skipped.slug}: {skipped.reason}"))
         console.print(grid)
-    _prescription(diag, console, next_config_path=next_config_path, run_ref=run_ref)
+    _prescription(diag, console, next_config_path=next_config_path, run_ref=run_ref, tool_patch_path=tool_patch_path)
 
 
 def _header(diag: Diagnosis, console: Console, notes: Iterable[str]) -> None:
@@ -103,7 +109,9 @@ def _finding(number: int, finding: Finding, console: Console) -> None:
     console.print(grid)
 
 
-def _prescription(diag: Diagnosis, console: Console, *, next_config_path: str | None, run_ref: str | None) -> None:
+def _prescription(
+    diag: Diagnosis, console: Console, *, next_config_path: str | None, run_ref: str | None, tool_patch_path: str | None
+) -> None:
     rx = diag.prescription
     console.print()
     if not rx.changes:
@@ -128,6 +136,11 @@ def _prescription(diag: Diagnosis, console: Console, *, next_config_path: str | 
         console.print(table)
     for conflict in rx.conflicts:
         console.print(f"[yellow]conflict:[/] {escape(conflict)}")
+    tool_terms = shows_tool_terms(diag)
+    if tool_terms:
+        _tool_table(diag, console)
+    if tool_patch_path:
+        console.print(f"{rx.tool.name if rx.tool else 'tool'} settings written to [bold]{escape(tool_patch_path)}[/]")
     if not rx.next_config:
         return
     console.print()
@@ -139,6 +152,25 @@ def _prescription(diag: Diagnosis, console: Console, *, next_config_path: str | 
         console.print("write the next config and train it with:")
         console.print(f"  [bold]paramdoctor diagnose {escape(ref)} --write {DEFAULT_NEXT_CONFIG}[/]")
         console.print(f"  [bold]{escape(TRAIN_HINT.format(path=DEFAULT_NEXT_CONFIG))}[/]")
+        if tool_terms and rx.tool is not None:
+            beside = patch_path_for(Path(DEFAULT_NEXT_CONFIG), rx.tool.name)
+            console.print(f"[dim](--write also writes the {escape(rx.tool.name)} settings above to {escape(str(beside))})[/]")
+
+
+def _tool_table(diag: Diagnosis, console: Console) -> None:
+    """The prescription again, in the names of the tool the run came from."""
+    tool = diag.prescription.tool
+    assert tool is not None
+    console.print()
+    table = Table(title=f"prescription {tool_title(tool)}", title_justify="left", title_style="bold")
+    table.add_column("setting", style="bold", overflow="fold")
+    table.add_column("now", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("next", style="green", no_wrap=True)
+    table.add_column("note", overflow="fold")
+    for key, now, new, note in tool_rows(tool):
+        table.add_row(escape(key), escape(now), "→", escape(new), escape(note))
+    console.print(table)
 
 
 def render_summary_table(rows: list[dict[str, str]], console: Console, *, title: str) -> None:

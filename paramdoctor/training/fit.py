@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import secrets
 import tempfile
 import time
 from contextlib import nullcontext
@@ -189,6 +190,9 @@ def fit(
 
     listener = listener or _Silent()
     t_start = time.perf_counter()
+    # named before seeding: MLflow's own name generator draws from the seeded `random`,
+    # which would give every run of the same seed the same name
+    run_name = config.experiment.run_name or f"{config.data.dataset}-{config.model.name}-{secrets.token_hex(3)}"
 
     # -- set-up: everything that can fail on bad input happens before the run exists
     seed_everything(config.seed)
@@ -246,7 +250,7 @@ def fit(
     try:
         with start_run(
             experiment=config.experiment.name,
-            run_name=config.experiment.run_name,
+            run_name=run_name,
             params=params,
             tags=tags,
             artifacts_text={"config.yaml": dump_yaml(tree)},

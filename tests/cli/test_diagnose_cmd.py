@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from paramdoctor import keys
@@ -206,3 +207,89 @@ def test_an_unreadable_store_is_one_line(tmp_path, monkeypatch, capsys):
     code, out, err = run_main(capsys, "latest")
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith("error: MLflow could not read the tracking store")
+
+
+# --- runs from other tools: the prescription in their own terms ----------------------
+
+FIXTURES = REPO / "tests" / "importers" / "fixtures"
+HF_OVERFIT = FIXTURES / "hf_llm_overfit" / "checkpoint-240" / "trainer_state.json"
+LIGHTNING_OVERFIT = FIXTURES / "lightning_overfit" / "lightning_logs" / "version_0" / "metrics.csv"
+
+
+@pytest.fixture
+def no_store(tmp_path, monkeypatch):
+    """Other tools' logs need no MLflow store: point at one that does not exist, work in tmp_path."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/absent.db")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _tool_table(out: str, tool: str) -> str:
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if f"prescription in {tool} terms" in line)
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("└"))
+    return "\n".join(lines[start : end + 1])
+
+
+def _settings_column(table: str) -> str:
+    """The first column's text, wrapped lines joined: the tool's setting names."""
+    return "".join(line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│"))
+
+
+def test_hf_trainer_log_gets_its_prescription_in_training_arguments_names(no_store, capsys):
+    code, out, _ = run_main(capsys, str(HF_OVERFIT))
+    assert code == 1
+    table = _tool_table(out, "hf_trainer")
+    assert "│ weight_decay " in table  # TrainingArguments' name, not optimizer.weight_decay
+    assert "EarlyStoppingCallback(early_stopping_patience=...)" in _settings_column(table)
+    code, out, _ = run_main(capsys, str(HF_OVERFIT), "--json")
+    data = json.loads(out)
+    check_diagnosis_shape(data)
+    assert data["prescription"]["tool"]["name"] == "hf_trainer"
+    assert "weight_decay" in {c["key"] for c in data["prescription"]["tool"]["changes"]}
+    assert not (no_store / "absent.db").exists()
+
+
+def test_lightning_log_gets_lightning_names(no_store, capsys):
+    code, out, _ = run_main(capsys, str(LIGHTNING_OVERFIT))
+    table = _tool_table(out, "lightning")
+    assert "configure_optimizers:" in table and "EarlyStopping(patience=...)" in _settings_column(table)
+    assert "0.0001" in table  # the run's own weight decay, from hparams.yaml, is what gets scaled
+
+
+def test_paramdoctor_runs_show_no_tool_table(env, capsys):
+    code, out, _ = run_main(capsys, "overfit-run", "--no-log")
+    assert code == 1 and "prescription: the next config" in out and " terms" not in out
+    _, out, _ = run_main(capsys, "overfit-run", "--no-log", "--json")
+    assert json.loads(out)["prescription"]["tool"] is None
+
+
+def test_write_for_a_foreign_run_also_writes_the_tools_settings(no_store, capsys):
+    target = no_store / "cfg" / "next.yaml"
+    code, out, _ = run_main(capsys, str(FIXTURES / "llamafactory_out"), "--write", str(target))
+    assert code == 1
+    load_config(target)  # paramdoctor's own config, as for any run
+    patch = target.with_name("next.llamafactory.yaml")
+    settings = yaml.safe_load(patch.read_text())
+    assert isinstance(settings, dict) and settings.get("lora_dropout", 0) > 0  # a flat map of LLaMA-Factory keys
+    assert f"llamafactory settings written to {patch}" in out.replace("\n", "")
+    run_main(capsys, str(HF_OVERFIT), "--write", str(target))
+    assert "early_stopping_patience" in target.with_name("next.hf_trainer.yaml").read_text()
+
+
+def test_imported_runs_carry_the_tool_terms_into_the_mlflow_reports(tmp_path, monkeypatch, capsys):
+    from paramdoctor.importers.to_mlflow import log_record
+    from paramdoctor.sources import resolve
+
+    folder = tmp_path / "imported"
+    uri, client = new_store(folder)
+    client.create_experiment("imports", artifact_location=(folder / "artifacts").as_uri())
+    run_id = log_record(resolve(str(LIGHTNING_OVERFIT)).record, experiment="imports", client=client)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run_main(capsys, run_id)
+    assert code == 1
+    md = Path(client.download_artifacts(run_id, f"{ARTIFACT_DIR}/diagnosis.md", str(tmp_path / "dl"))).read_text()
+    assert "in lightning terms" in md and "configure\\_optimizers" not in md  # setting names stay verbatim in code
+    stored = json.loads(Path(client.download_artifacts(run_id, f"{ARTIFACT_DIR}/diagnosis.json", str(tmp_path / "dl"))).read_text())
+    assert stored["prescription"]["tool"]["name"] == "lightning"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from paramdoctor.config import TrainConfig, to_tree
 from paramdoctor.diagnosis import CATEGORIES, SEVERITIES, Change, Diagnosis, Evidence, Finding, Prescription, Skipped
+from paramdoctor.diagnosis import ToolPrescription
+from paramdoctor.vocab import translate_changes
 
 
 def next_config_tree() -> dict:
@@ -75,6 +77,15 @@ def sick_diagnosis() -> Diagnosis:
     )
 
 
+def foreign_diagnosis(tool: str = "lightning", own_values: dict | None = None) -> Diagnosis:
+    """The sick diagnosis for a run another tool logged, with its prescription in that tool's terms."""
+    diag = sick_diagnosis()
+    diag.run_id, diag.run_name, diag.source = None, "version_0", tool
+    own = {"weight_decay": "0.0001", "max_epochs": 12} if own_values is None else own_values
+    diag.prescription.tool = ToolPrescription(tool, translate_changes(diag.prescription.changes, tool, own))
+    return diag
+
+
 def healthy_diagnosis() -> Diagnosis:
     tree = to_tree(TrainConfig.model_validate({"trainer": {"max_epochs": 20}}))
     return Diagnosis(
@@ -118,10 +129,19 @@ def check_diagnosis_shape(data: dict) -> None:
     for s in data["skipped"]:
         assert set(s) == {"code", "slug", "reason"} and all(isinstance(v, str) for v in s.values())
     rx = data["prescription"]
-    assert set(rx) == {"patch", "changes", "conflicts", "next_config"}
+    assert set(rx) == {"patch", "changes", "conflicts", "next_config", "tool"}
     assert isinstance(rx["patch"], dict) and isinstance(rx["next_config"], dict)
     for c in rx["changes"]:
         assert set(c) == {"key", "old", "new", "reason", "rule"}
         assert isinstance(c["key"], str) and isinstance(c["reason"], str) and isinstance(c["rule"], str)
         assert rx["patch"][c["key"]] == c["new"]
     assert all(isinstance(c, str) for c in rx["conflicts"])
+    tool = rx["tool"]
+    assert (tool is None) == (data["source"] == "paramdoctor")
+    if tool is not None:
+        assert set(tool) == {"name", "changes"} and isinstance(tool["name"], str)
+        assert {c["source_key"] for c in tool["changes"]} <= {c["key"] for c in rx["changes"]}
+        for c in tool["changes"]:
+            assert set(c) == {"key", "old", "new", "reason", "note", "source_key", "factor"}
+            assert isinstance(c["key"], str) and isinstance(c["reason"], str) and isinstance(c["note"], str)
+            assert c["factor"] is None or isinstance(c["factor"], (int, float))

@@ -8,7 +8,7 @@ import re
 
 from paramdoctor.diagnosis import Evidence, Finding
 from paramdoctor.report import diagnosis_html, diagnosis_json, diagnosis_markdown
-from tests.report.diagnoses import check_diagnosis_shape, healthy_diagnosis, sick_diagnosis
+from tests.report.diagnoses import check_diagnosis_shape, foreign_diagnosis, healthy_diagnosis, sick_diagnosis
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 
@@ -88,3 +88,26 @@ def test_json_is_strict_with_non_finite_numbers_as_strings():
     data = json.loads(text)
     assert data["findings"][1]["evidence"]["values"]["nan_value"] == "nan"
     assert data["findings"][2]["evidence"]["values"]["loss"] == "inf"
+
+
+def test_markdown_and_html_give_the_changes_in_the_tools_terms():
+    diag = foreign_diagnosis("lightning")
+    md = diagnosis_markdown(diag)
+    assert "### The same changes in lightning terms" in md
+    row = next(line for line in md.splitlines() if line.startswith("| `configure_optimizers: weight_decay`"))
+    assert "| 0.0001 | **0.001** |" in row
+    page = diagnosis_html(diag)
+    assert "in lightning terms" in page and "<code>configure_optimizers: weight_decay</code>" in page
+    assert "in lightning terms" not in diagnosis_markdown(sick_diagnosis())
+    assert " terms" not in diagnosis_html(sick_diagnosis())
+
+
+def test_json_carries_the_tool_prescription_and_null_for_paramdoctor_runs():
+    data = json.loads(diagnosis_json(foreign_diagnosis("hf_trainer", own_values={"weight_decay": 0.01})))
+    check_diagnosis_shape(data)
+    tool = data["prescription"]["tool"]
+    assert tool["name"] == "hf_trainer"
+    by_key = {c["key"]: c for c in tool["changes"]}
+    assert by_key["weight_decay"]["old"] == 0.01 and by_key["weight_decay"]["new"] == 0.1
+    assert by_key["weight_decay"]["source_key"] == "optimizer.weight_decay"
+    assert json.loads(diagnosis_json(sick_diagnosis()))["prescription"]["tool"] is None

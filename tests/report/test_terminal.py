@@ -10,7 +10,7 @@ from rich.console import Console
 
 from paramdoctor.diagnosis import Evidence, Finding
 from paramdoctor.report import render_diagnosis, render_summary_table
-from tests.report.diagnoses import healthy_diagnosis, sick_diagnosis
+from tests.report.diagnoses import foreign_diagnosis, healthy_diagnosis, sick_diagnosis
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -88,3 +88,38 @@ def test_summary_table_for_an_experiment():
     text = console.export_text()
     assert "experiment x: 2 runs, 1 with findings" in text
     assert "PD201, PD401" in text and "val/acc 0.8 @ 9" in text and "FAILED" in text
+
+
+def _table_lines(text: str, title: str) -> list[str]:
+    """The lines of the table under ``title`` (up to its closing border)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if title in line)
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("└"))
+    return lines[start : end + 1]
+
+
+def test_a_run_from_another_tool_gets_a_second_table_in_its_terms():
+    text = rendered(foreign_diagnosis("lightning"), run_ref="metrics.csv")
+    table = "\n".join(_table_lines(text, "prescription in lightning terms"))
+    assert "configure_optimizers:" in table and "0.0001" in table and "0.001" in table  # 10x the run's own 1e-4
+    assert "EarlyStopping" not in table  # the sick diagnosis changes no early stopping ...
+    assert "no equivalent" in table and "nn.Dropout" in table  # ... and dropout lives in the user's module
+    assert "next.lightning.yaml" in text  # --write would also write the tool's settings
+
+
+def test_a_relative_change_without_the_runs_value_shows_the_factor():
+    text = rendered(foreign_diagnosis("hf_trainer", own_values={}))
+    table = _table_lines(text, "prescription in hf_trainer terms")
+    row = next(line for line in table if line.startswith("│ weight_decay"))
+    assert "?" in row and "x10" in row  # the log did not say the weight decay: say "10x yours"
+
+
+def test_tool_table_absent_for_paramdoctor_runs_and_plain_logs():
+    assert " terms" not in rendered(sick_diagnosis())
+    csv = foreign_diagnosis("csv")  # no vocabulary of its own: the table would repeat paramdoctor's
+    assert csv.prescription.tool is not None and " terms" not in rendered(csv)
+
+
+def test_written_tool_settings_are_named():
+    text = rendered(foreign_diagnosis("keras"), next_config_path="o/next.yaml", tool_patch_path="o/next.keras.yaml")
+    assert "keras settings written to o/next.keras.yaml" in text and "paramdoctor train o/next.yaml" in text

@@ -197,6 +197,18 @@ def _oscillates(seed: int) -> RunRecord:
     return run.record()
 
 
+def _val_oscillates(seed: int) -> RunRecord:
+    """Smooth training, but the validation loss jumps well above its trend every other epoch."""
+    run = Run(seed, epochs=20)
+    t, r = run.x, run.rng
+    run.train_loss = (0.05 + 1.6 * np.exp(-0.35 * t)) * (1 + 0.01 * r.standard_normal(t.size))
+    jump = np.where(t % 2 == 0, 1.0, 0.0) * (0.5 + 0.2 * r.random(t.size))
+    run.val_loss = (0.12 + 1.6 * np.exp(-0.35 * t)) * (1 + jump)
+    run.val_acc = np.clip(0.95 - 0.5 * np.exp(-0.35 * t) - 0.08 * jump, 0, 1)
+    run.config = _config(scheduler={"name": "constant"}, trainer={"max_epochs": 20})
+    return run.record()
+
+
 def _barely_moves(seed: int) -> RunRecord:
     run = Run(seed, epochs=15)
     t, r = run.x, run.rng
@@ -329,6 +341,7 @@ SICK = {
     "PD103": _spikes,
     "PD104": _oscillates,
     "PD105": _noisy_steps,
+    "PD106": _val_oscillates,
     "PD201": _barely_moves,
     "PD202": _underfits,
     "PD203": _still_improving,
