@@ -2,6 +2,7 @@
 
     python sample_runs/make_samples.py            # every scenario
     python sample_runs/make_samples.py NAME ...   # only these
+    python sample_runs/make_samples.py --expect-only   # rewrite expect.yaml from scenarios.yaml, no training
 
 Each run trains into a scratch MLflow store (sample_runs/.store, ignored by git),
 then is exported as sample_runs/<name>/run.json (the tool-neutral run format,
@@ -26,7 +27,21 @@ def load_scenarios() -> tuple[list[str], list[dict]]:
     return list(spec.get("common") or []), list(spec["scenarios"])
 
 
+def write_expect(folder: Path, sc: dict, run_id: str | None) -> None:
+    expect = {"what": sc.get("what", ""), "fire": list(sc.get("fire") or []), "may_fire": list(sc.get("may_fire") or [])}
+    if run_id:
+        expect["run_id"] = run_id
+    (folder / "expect.yaml").write_text(yaml.safe_dump(expect, sort_keys=False))
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--expect-only"]:
+        for sc in load_scenarios()[1]:
+            folder = HERE / sc["name"]
+            if (folder / "run.json").exists():
+                old = yaml.safe_load((folder / "expect.yaml").read_text()) if (folder / "expect.yaml").exists() else {}
+                write_expect(folder, sc, (old or {}).get("run_id"))
+        return 0
     store = HERE / ".store"
     store.mkdir(exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
@@ -64,13 +79,7 @@ def main(argv: list[str]) -> int:
         if sc.get("from_run"):
             command += f" model.weights=runs:/<run id of {sc['from_run']}>/checkpoints/best.pt"
         (out / "command.txt").write_text(command + "\n")
-        expect = {
-            "what": sc.get("what", ""),
-            "fire": sc.get("fire", []),
-            "silent": sc.get("silent", []),
-            "run_id": result.run_id,
-        }
-        (out / "expect.yaml").write_text(yaml.safe_dump(expect, sort_keys=False))
+        write_expect(out, sc, result.run_id)
         run_ids[name] = result.run_id
         print(
             f"{name:45s} {result.status:8s} {result.stop_reason:15s} epochs={result.epochs_run:3d} "

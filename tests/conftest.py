@@ -18,3 +18,21 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     return uri
+
+
+_REPO_MLRUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mlruns")
+
+
+@pytest.fixture(autouse=True)
+def _no_artifacts_in_the_repo(request):
+    """Fail the test that makes ``mlruns/`` appear in the repository.
+
+    MLflow's SQLite stores put artifacts under ``./mlruns`` of the working
+    directory unless an experiment names its own ``artifact_location``: every
+    test must keep its store and artifacts under ``tmp_path`` (chdir there, as
+    ``tracking_uri`` does, or give the experiment an artifact location).
+    """
+    existed = os.path.exists(_REPO_MLRUNS)
+    yield
+    if not existed and os.path.exists(_REPO_MLRUNS):
+        pytest.fail(f"{request.node.nodeid} wrote MLflow artifacts into {_REPO_MLRUNS}; keep them under tmp_path")

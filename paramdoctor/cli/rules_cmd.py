@@ -1,5 +1,8 @@
 """``paramdoctor rules [CODE_OR_SLUG]``: list the rules, or explain one the way ``ruff rule F541`` does.
 
+``paramdoctor rules test [RULES_DIR] [SAMPLES_DIR]`` scores the rules on runs
+with known answers (``paramdoctor.cli.rules_test``); "test" is no rule code.
+
 Reads only YAML and the rule schema: nothing from torch, MLflow or matplotlib
 is imported, so it answers instantly.
 """
@@ -14,16 +17,43 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    app.command("rules", help="List the diagnosis rules, or explain one (what it detects, why, what to change, its parameters and patch).")(
-        rules
-    )
+    app.command(
+        "rules",
+        help="List the diagnosis rules, or explain one (what it detects, why, what to change, its parameters and "
+        "patch). `rules test [RULES_DIR] [SAMPLES_DIR]` scores the rules on sample runs with known answers "
+        "(precision, recall, F1; exit 0 when every expectation holds, 1 when one is broken).",
+    )(rules)
 
 
 def rules(
-    code: Optional[str] = typer.Argument(None, metavar="[CODE_OR_SLUG]", help="A rule code (PD301) or slug (val-loss-turns-up) to explain."),
+    code: Optional[str] = typer.Argument(
+        None, metavar="CODE_OR_SLUG|test", help="A rule code (PD301) or slug (val-loss-turns-up) to explain, or `test`."
+    ),
+    test_dirs: Optional[list[str]] = typer.Argument(None, hidden=True, metavar="RULES_DIR SAMPLES_DIR"),
     rules_dirs: Optional[list[Path]] = typer.Option(None, "--rules", help="A directory of your own rule files (*.yaml); repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table or text."),
-) -> None:
+    set_params: Optional[list[str]] = typer.Option(
+        None,
+        "--set",
+        metavar="CODE.param=VALUE",
+        help="With `test`: score with a rule parameter overridden, e.g. PD301.min_rise=0.2.",
+    ),
+) -> Optional[int]:
+    if code == "test":
+        from paramdoctor.cli.rules_test import rules_test
+
+        return rules_test(
+            list(test_dirs or []), extra_rule_dirs=rules_dirs or (), set_params=set_params or (), as_json=as_json
+        )
+    if test_dirs or set_params:
+        from paramdoctor.errors import InputError
+
+        extra = " ".join(test_dirs or []) or "--set"
+        raise InputError(
+            f"rules: unexpected {extra!r} after {code!r}; explain one rule with `paramdoctor rules CODE`, "
+            "or score them with `paramdoctor rules test [RULES_DIR] [SAMPLES_DIR]`"
+        )
+
     from paramdoctor.engine.loader import find_rule, load_rules
 
     loaded = load_rules(extra_dirs=rules_dirs or ())

@@ -68,6 +68,8 @@ def plot_curves(record: RunRecord, diag: Diagnosis | None, path: str | Path, *, 
 
     if step_panel:
         _step_panel(axes[2], record)
+        if record.x_unit != "step":  # step-level findings (spikes, noise) are marked here, not on the epoch axes
+            _mark_onsets(axes[2], diag, "step")
     fig.savefig(path, format="png")
     return path
 
@@ -104,10 +106,17 @@ def _annotate(ax: Any, record: RunRecord, diag: Diagnosis | None) -> None:
         ax.axvline(best, color=BEST_COLOUR, linestyle="--", linewidth=1, label=f"best {record.x_unit} {best:g}")
     if diag is None:
         return
+    _mark_onsets(ax, diag, record.x_unit)
+
+
+def _mark_onsets(ax: Any, diag: Diagnosis | None, unit: str) -> None:
+    """A dotted line at each finding's onset, on the panel whose x axis is in that finding's unit."""
+    if diag is None:
+        return
     onsets: dict[float, list[str]] = {}
     for finding in ordered_findings(diag.findings):
         onset = finding.evidence.onset
-        if onset is not None and np.isfinite(onset):
+        if onset is not None and np.isfinite(onset) and finding.evidence.x_unit == unit:
             onsets.setdefault(float(onset), []).append(finding.code)
     for onset, codes in sorted(onsets.items()):
         ax.axvline(onset, color=ONSET_COLOUR, linestyle=":", linewidth=1)

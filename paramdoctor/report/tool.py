@@ -112,7 +112,7 @@ def tool_patch_yaml(tool: ToolPrescription, *, run: str = "") -> str:
     loose: list[str] = []  # comment-only lines: code settings and unknown values
     for change in tool.changes:
         why = " ".join(part for part in (change.reason, f"[{change.source_key}]" if change.source_key else "") if part)
-        if change.new is not None and _is_plain_key(change.key):
+        if _is_setting(change.key, change.new):
             entries[change.key] = _yaml_scalar(change.new)
             lines = comments.setdefault(change.key, [])
             lines.append(why)
@@ -137,9 +137,15 @@ def tool_patch_yaml(tool: ToolPrescription, *, run: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
-def _is_plain_key(key: str) -> bool:
-    """A setting name a YAML argument file can hold (``warmup_ratio``), not code (``EarlyStopping(...)``)."""
-    return bool(key) and all(ch.isalnum() or ch in "_.-" for ch in key)
+def _is_setting(key: str, value: Any) -> bool:
+    """A key and value a YAML argument file can hold (``warmup_ratio: 0.1``).
+
+    Not code (``EarlyStopping(patience=...)``), not a value that is a sentence
+    or a call (``callbacks: add EarlyStopping(...)``), not a missing value.
+    """
+    if value is None or not key or not all(ch.isalnum() or ch in "_.-" for ch in key):
+        return False
+    return not (isinstance(value, str) and (any(ch.isspace() for ch in value) or "(" in value))
 
 
 def _yaml_scalar(value: Any) -> Any:

@@ -6,11 +6,12 @@ experiment, a run or a store: a tracking URI that points at a local file that
 does not exist is refused before MLflow gets a chance to create it.
 
 Requests made for one run (:func:`record_from_mlflow`): ``get_run``,
-``get_experiment``, one ``download_artifacts`` for ``config.yaml``, and one
-``get_metric_history`` per metric key. For a whole experiment
+``get_experiment``, one download of ``config.yaml`` from the run's artifact
+URI, and one ``get_metric_history`` per metric key. For a whole experiment
 (:func:`records_for_experiment`): ``search_runs`` pages of up to 1000 runs
 (params, tags and latest metrics come with them), one ``config.yaml`` download
-per run, and the metric histories fetched once per metric key for all runs
+per run (straight from its artifact URI: no further request to the tracking
+store), and the metric histories fetched once per metric key for all runs
 together when the store offers ``get_metric_history_bulk`` (the SQL stores do:
 one query per key and per 100 runs, unsampled), else one
 ``get_metric_history`` per run and key. MLflow's ``get_metric_history_bulk_interval``
@@ -248,15 +249,26 @@ def _normalize(series: dict[str, Series], mapping: dict[str, str] | None) -> tup
 
 
 def _load_config(client: "MlflowClient", run: "Run") -> dict[str, Any] | None:
-    """The nested config from the run's ``config.yaml`` artifact, or None when it has none."""
+    """The nested config from the run's ``config.yaml`` artifact, or None when it has none.
+
+    Read through the artifact repository of ``run.info.artifact_uri``, which
+    the run entity already holds: ``client.download_artifacts`` would resolve
+    a ``runs:/`` URI first, fetching the whole run (params, tags, metrics) again
+    and looking for a logged model of that name, ~20x the cost of the read,
+    paid once per run of an experiment.
+    """
     from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
     from paramdoctor.config.loading import load_yaml_text
     from paramdoctor.errors import ConfigError
 
     with tempfile.TemporaryDirectory(prefix="paramdoctor-") as tmp:
         try:
-            local = client.download_artifacts(run.info.run_id, CONFIG_ARTIFACT, dst_path=tmp)
+            uri = add_databricks_profile_info_to_artifact_uri(run.info.artifact_uri, client.tracking_uri)
+            repository = get_artifact_repository(uri, tracking_uri=client.tracking_uri)
+            local = repository.download_artifacts(CONFIG_ARTIFACT, dst_path=tmp)
             text = Path(local).read_text()
         except (MlflowException, OSError):
             return None

@@ -290,6 +290,12 @@ def test_imported_runs_carry_the_tool_terms_into_the_mlflow_reports(tmp_path, mo
     code, _, _ = run_main(capsys, run_id)
     assert code == 1
     md = Path(client.download_artifacts(run_id, f"{ARTIFACT_DIR}/diagnosis.md", str(tmp_path / "dl"))).read_text()
-    assert "in lightning terms" in md and "configure\\_optimizers" not in md  # setting names stay verbatim in code
+    assert "in lightning terms" in md and "| `configure_optimizers: weight_decay` |" in md
     stored = json.loads(Path(client.download_artifacts(run_id, f"{ARTIFACT_DIR}/diagnosis.json", str(tmp_path / "dl"))).read_text())
     assert stored["prescription"]["tool"]["name"] == "lightning"
+
+
+def test_help_says_what_write_gives_for_other_tools(cli):
+    result = cli("--help")
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "NEXT.<tool>.yaml" in text and "next.hf_trainer.yaml" in text

@@ -56,6 +56,12 @@ def test_settings_made_in_code_stay_comments():
     text = tool_patch_yaml(tool)
     assert yaml.safe_load(text) is None  # nothing a Trainer argument file could take
     assert "# EarlyStopping(patience=...): 3  # stop sooner" in text
+    hf = ToolPrescription("hf_trainer", [
+        ToolChange("callbacks", None, "EarlyStoppingCallback(early_stopping_patience=...)", "stop", "", "early_stopping.enabled"),
+        ToolChange("load_best_model_at_end", None, True, "keep the best", "", "early_stopping.enabled"),
+        ToolChange("lr_scheduler_type", None, "cosine", "decay", "", "scheduler.name"),
+    ])
+    assert yaml.safe_load(tool_patch_yaml(hf)) == {"load_best_model_at_end": True, "lr_scheduler_type": "cosine"}
 
 
 def test_patch_path_sits_beside_the_next_config():

@@ -181,3 +181,23 @@ def test_mapping_renames_a_runs_own_metric_names(store):
     assert record.series[keys.VAL_LOSS].values.tolist() == pytest.approx([1.0 / e for e in range(1, 6)])
     with pytest.raises(InputError, match="no metric 'absent'"):
         record_from_mlflow(run_id, client, mapping={"val/loss": "absent"})
+
+
+def test_bulk_read_takes_the_config_from_each_runs_own_artifact(tmp_path):
+    """config.yaml is read from every run's artifact URI (not rebuilt from params), in bulk as for one run."""
+    from paramdoctor.config import dump_yaml
+
+    uri, client = new_store(tmp_path / "store")
+    ids = []
+    for lr in (1e-3, 2e-3):
+        run_id = make_run(client, experiment="sweep", run_name=f"lr{lr}", with_config_artifact=False, tmp_dir=tmp_path)
+        tree = to_tree(TrainConfig.model_validate({"optimizer": {"lr": lr * 10}}))  # the file says otherwise than params
+        folder = tmp_path / run_id
+        folder.mkdir()
+        (folder / "config.yaml").write_text(dump_yaml(tree))
+        client.log_artifact(run_id, str(folder / "config.yaml"))
+        ids.append(run_id)
+    records = {r.run_id: r for r in records_for_experiment("sweep", client)}
+    assert [records[i].config["optimizer"]["lr"] for i in ids] == [pytest.approx(1e-2), pytest.approx(2e-2)]
+    assert records[ids[0]].params["optimizer.lr"] == "0.001"
+    assert record_from_mlflow(ids[1], client).config == records[ids[1]].config

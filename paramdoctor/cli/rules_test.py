@@ -1,0 +1,184 @@
+"""``paramdoctor rules test [RULES_DIR] [SAMPLES_DIR]``: the rules' report card over runs with known answers.
+
+Like ``promtool test rules`` and ``semgrep --test``: a table of precision,
+recall and F1 per rule and overall, then every miss and every false alarm.
+Exit 0 when every expectation holds, 1 when any is broken, 2 for input errors
+(raised as ParamDoctorError; ``app.main`` prints the one line).
+
+Reads only JSON, YAML and numpy/scipy signals: no torch, MLflow or matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from paramdoctor.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from paramdoctor.engine.report_card import ReportCard, RuleScore
+
+SAMPLES_FOLDER = "sample_runs"
+
+
+def default_samples_dir() -> Path:
+    """``./sample_runs`` when it exists, else the repository's ``sample_runs``."""
+    here = Path.cwd() / SAMPLES_FOLDER
+    if here.is_dir():
+        return here
+    repo = Path(__file__).resolve().parents[2] / SAMPLES_FOLDER
+    if repo.is_dir():
+        return repo
+    raise InputError(f"no {SAMPLES_FOLDER}/ here or in the paramdoctor checkout: pass SAMPLES_DIR")
+
+
+def build_report_card(
+    rules_dir: Path | None = None,
+    samples_dir: Path | None = None,
+    extra_rule_dirs: Iterable[Path] = (),
+    set_params: Iterable[str] = (),
+) -> "ReportCard":
+    """Load the rules (``rules_dir`` or the built-in ones, plus ``extra_rule_dirs``) and samples, and score them."""
+    from paramdoctor.engine.loader import builtin_rules_dir, load_rules
+    from paramdoctor.engine.params import parse_param_overrides
+    from paramdoctor.engine.report_card import ReportCard, load_samples, score
+
+    rules_dir = Path(rules_dir) if rules_dir is not None else builtin_rules_dir()
+    samples_dir = Path(samples_dir) if samples_dir is not None else default_samples_dir()
+    if not rules_dir.is_dir():
+        raise InputError(
+            f"{rules_dir}: rules directory not found (pass a folder of *.yaml rule files, or omit it for the built-in rules)"
+        )
+    rules = load_rules(extra_dirs=[rules_dir, *extra_rule_dirs], include_builtin=False)
+    if not rules:
+        raise InputError(f"{rules_dir}: no rule files (*.yaml) to test")
+    samples = load_samples(samples_dir)
+    card = score(rules, samples, parse_param_overrides(set_params) or None)
+    return ReportCard(
+        rules=card.rules,
+        samples=card.samples,
+        misses=card.misses,
+        false_alarms=card.false_alarms,
+        extra={"rules_dir": str(rules_dir), "samples_dir": str(samples_dir)},
+    )
+
+
+def rules_test(
+    dirs: list[str],
+    *,
+    extra_rule_dirs: Iterable[Path] = (),
+    set_params: Iterable[str] = (),
+    as_json: bool = False,
+    console: "Console | None" = None,
+) -> int:
+    """The command: ``dirs`` are the optional RULES_DIR and SAMPLES_DIR positionals. Returns the exit code."""
+    if len(dirs) > 2:
+        raise InputError(
+            f"rules test takes at most RULES_DIR and SAMPLES_DIR, got {len(dirs)} paths: {' '.join(dirs)}"
+        )
+    rules_dir = Path(dirs[0]) if dirs else None
+    samples_dir = Path(dirs[1]) if len(dirs) > 1 else None
+    card = build_report_card(rules_dir, samples_dir, extra_rule_dirs, set_params)
+    if as_json:
+        import typer
+
+        typer.echo(report_card_json(card))
+    else:
+        render_report_card(card, console or _console())
+    return card.exit_code
+
+
+# --- rendering --------------------------------------------------------------------
+
+
+def report_card_json(card: "ReportCard") -> str:
+    return json.dumps(card.to_dict(), indent=1)
+
+
+def render_report_card(card: "ReportCard", console: "Console") -> None:
+    """The table of scores, then each miss and false alarm, then one verdict line."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=f"{len(card.rules)} rules on {len(card.samples)} samples",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_footer=True,
+    )
+    micro = card.micro
+    columns = (
+        ("rule", "overall", "left"),
+        ("slug", f"macro-F1 over {len(card.scored_rules)} rules: {_rate(card.macro_f1)}", "left"),
+        ("expected", str(micro.expected), "right"),
+        ("TP", str(micro.tp), "right"),
+        ("FP", str(micro.fp), "right"),
+        ("FN", str(micro.fn), "right"),
+        ("precision", _rate(micro.precision), "right"),
+        ("recall", _rate(micro.recall), "right"),
+        ("F1", _rate(micro.f1), "right"),
+    )
+    for header, footer, justify in columns:
+        table.add_column(header, footer=footer, justify=justify, no_wrap=True)
+    for rule in card.rules:
+        table.add_row(*_row(rule), style=_style(rule))
+    console.print(table)
+
+    if card.misses:
+        console.print(Text(f"{len(card.misses)} missed:", style="bold red"))
+        for miss in card.misses:
+            console.print(Text(f"  {miss.sentence()}"), soft_wrap=True)
+    if card.false_alarms:
+        console.print(Text(f"{_count(len(card.false_alarms), 'false alarm')}:", style="bold red"))
+        for alarm in card.false_alarms:
+            console.print(Text(f"  {alarm.sentence()}"), soft_wrap=True)
+    silent = [r.code for r in card.rules if r.fired == 0]
+    if silent:
+        console.print(Text(f"never fired on any sample: {', '.join(silent)}", style="yellow"))
+    broken = len(card.misses) + len(card.false_alarms)
+    if broken:
+        failed = len({m.sample for m in card.misses} | {f.sample for f in card.false_alarms})
+        console.print(
+            Text(f"FAILED: {_count(broken, 'expectation')} broken on {_count(failed, 'sample')}", style="bold red")
+        )
+    else:
+        console.print(Text(f"OK: every expectation holds on {len(card.samples)} samples", style="bold green"))
+
+
+def _row(rule: "RuleScore") -> tuple[str, ...]:
+    return (
+        rule.code,
+        rule.slug,
+        str(rule.expected),
+        str(rule.tp),
+        str(rule.fp),
+        str(rule.fn),
+        _rate(rule.precision),
+        _rate(rule.recall),
+        _rate(rule.f1),
+    )
+
+
+def _style(rule: "RuleScore") -> str:
+    if rule.fp or rule.fn:
+        return "red"
+    return "" if rule.expected else "dim"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _console() -> "Console":
+    from paramdoctor.cli.rules_cmd import _console
+
+    return _console()
