@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Optional
 
 import typer
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:
@@ -39,9 +44,13 @@ def train(
 
     console = Console()
     if dry_run:
-        from rich.syntax import Syntax
+        text = dump_yaml(config)
+        if console.is_terminal:
+            from rich.syntax import Syntax
 
-        console.print(Syntax(dump_yaml(config), "yaml", theme="ansi_dark", background_color="default"))
+            console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default", word_wrap=True))
+        else:  # piped: exactly the YAML, so `train --dry-run > my.yaml` gives a config file
+            typer.echo(text, nl=False)
         return 0
 
     from paramdoctor.cli.train_display import ProgressDisplay, print_summary
@@ -49,11 +58,15 @@ def train(
 
     display = ProgressDisplay(console, enabled=not quiet)
     t0 = time.perf_counter()
+    # SIGTERM (a scheduler or `kill`) ends the run like Ctrl-C: flushed, marked KILLED, nothing lost
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with display:
             result = fit(config, listener=display)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: the run is marked KILLED in MLflow; everything logged so far is kept[/]")
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print_summary(console, config, result, wall_s=time.perf_counter() - t0)
     return 0 if result.status == "FINISHED" else 1

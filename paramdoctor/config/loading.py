@@ -91,6 +91,27 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree["a"]["b"] = value`` for ``"a.b"``, creating (or replacing non-mapping) sections on the way."""
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"optimizer.lr": 1e-3}`` -> ``{"optimizer": {"lr": 1e-3}}``; the inverse of :func:`flatten`."""
+    tree: dict[str, Any] = {}
+    for dotted, value in sorted(flat.items()):
+        set_dotted(tree, dotted, value)
+    return tree
+
+
 def known_keys(model: type[BaseModel] = TrainConfig, prefix: str = "") -> dict[str, Any]:
     """Every dotted leaf key of the schema, with its field info."""
     keys: dict[str, Any] = {}
@@ -125,15 +146,7 @@ def apply_overrides(tree: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         key = key.strip()
         if key not in keys:
             raise ConfigError(f"override {key}: unknown config key{suggest(key, keys)}")
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = parse_value(raw)
+        set_dotted(tree, key, parse_value(raw))
     return tree
 
 
@@ -161,7 +174,7 @@ def to_tree(config: TrainConfig) -> dict[str, Any]:
 
 def dump_yaml(config: TrainConfig | dict[str, Any]) -> str:
     tree = to_tree(config) if isinstance(config, TrainConfig) else config
-    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=False, width=1000)
 
 
 # --- helpers ------------------------------------------------------------------

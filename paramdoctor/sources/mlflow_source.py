@@ -192,20 +192,9 @@ def build_record(
 
 def unflatten_params(params: dict[str, str]) -> dict[str, Any]:
     """``{"optimizer.lr": "0.001"}`` -> ``{"optimizer": {"lr": 0.001}}``, values parsed as YAML scalars."""
-    from paramdoctor.config.loading import parse_value
+    from paramdoctor.config.loading import parse_value, unflatten
 
-    tree: dict[str, Any] = {}
-    for dotted, raw in sorted(params.items()):
-        node = tree
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = parse_value(raw)
-    return tree
+    return unflatten({dotted: parse_value(raw) for dotted, raw in params.items()})
 
 
 def _meta(tags: dict[str, str], config: dict[str, Any], series: dict[str, Series]) -> dict[str, Any]:

@@ -38,14 +38,14 @@ def param_value(value: Any) -> str:
 
 def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"optimizer": {"lr": 1e-3}}`` -> ``{"optimizer.lr": "0.001"}``: dotted keys, string values."""
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten_params(value, dotted + "."))
-        else:
-            flat[dotted] = param_value(value)
-    return flat
+    from paramdoctor.config.loading import flatten
+
+    return {k: param_value(v) for k, v in flatten(_plain(tree), prefix).items()}
+
+
+def _plain(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested mappings as dicts, the shape :func:`paramdoctor.config.loading.flatten` walks."""
+    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
 
 
 def one_line(exc: BaseException, limit: int = 1000) -> str:
