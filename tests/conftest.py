@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -11,13 +13,30 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="session")
+def migrated_mlflow_db(tmp_path_factory) -> Path:
+    """One migrated MLflow SQLite database: creating one runs its migrations (seconds), copying it is instant."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
 def tracking_uri(tmp_path, monkeypatch) -> str:
-    """A fresh SQLite MLflow store for this test, exported as MLFLOW_TRACKING_URI."""
+    """MLFLOW_TRACKING_URI for a SQLite store in ``tmp_path`` (also the working directory), not yet created."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     return uri
+
+
+@pytest.fixture
+def migrated_store_uri(tracking_uri, tmp_path, migrated_mlflow_db) -> str:
+    """Like ``tracking_uri``, with the store already created (copied from the migrated template)."""
+    shutil.copyfile(migrated_mlflow_db, tmp_path / "mlflow.db")
+    return tracking_uri
 
 
 _REPO_MLRUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mlruns")
