@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 
+from paramdoctor.cli.options import parse_mapping
+
 from paramdoctor.errors import InputError
 
 if TYPE_CHECKING:
@@ -128,17 +130,6 @@ def diagnose(
 
 
 # --- pieces ------------------------------------------------------------------------
-
-
-def parse_mapping(items: list[str]) -> dict[str, str]:
-    """``["val/loss=eval_loss"]`` -> ``{"val/loss": "eval_loss"}``."""
-    mapping: dict[str, str] = {}
-    for item in items:
-        key, sep, column = item.partition("=")
-        if not sep or not key.strip() or not column.strip():
-            raise InputError(f"--map {item!r}: expected KEY=COLUMN, e.g. --map val/loss=eval_loss")
-        mapping[key.strip()] = column.strip()
-    return mapping
 
 
 def write_next_config(diag: "Diagnosis", record: "RunRecord", path: Path) -> Path:

@@ -13,6 +13,8 @@ from typing import Optional
 
 import typer
 
+from paramdoctor.cli.options import parse_mapping
+
 DEFAULT_EXPERIMENT = "paramdoctor"
 
 
@@ -49,16 +51,3 @@ def import_log(
     )
     typer.echo(run_id)
     return 0
-
-
-def parse_mapping(items: list[str]) -> dict[str, str]:
-    """``["val/loss=eval_loss"]`` -> ``{"val/loss": "eval_loss"}``."""
-    from paramdoctor.errors import InputError
-
-    mapping: dict[str, str] = {}
-    for item in items:
-        key, sep, column = item.partition("=")
-        if not sep or not key.strip() or not column.strip():
-            raise InputError(f"--map {item!r}: expected KEY=COLUMN, e.g. --map val/loss=eval_loss")
-        mapping[key.strip()] = column.strip()
-    return mapping
