@@ -7,6 +7,7 @@ documented ``diagnose --json`` shape; change it only with the docs and tests.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -139,3 +140,26 @@ class Diagnosis:
                 "tool": asdict(self.prescription.tool) if self.prescription.tool is not None else None,
             },
         }
+
+
+def jsonable(value: Any) -> Any:
+    """Strict-JSON data: NaN and infinities become the strings "nan", "inf", "-inf"; numpy scalars plain numbers.
+
+    The same convention as the run export (``paramdoctor.run/v1``).
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return jsonable(item())
+    return str(value)

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from paramdoctor.diagnosis import Diagnosis, Evidence, Finding, Skipped
+from paramdoctor.diagnosis import Diagnosis, Evidence, Finding, Skipped, jsonable
 from paramdoctor.engine import context
 from paramdoctor.engine.measure import SIGNALS, Measurement, Request, Unavailable
 from paramdoctor.engine.params import resolve_disabled, resolve_params
@@ -192,15 +192,9 @@ def _finding(rule: Rule, outcome: Measurement, params: Mapping[str, Any]) -> Fin
 
 
 def _json_value(value: Any) -> float | int | str | None:
-    """A value strict JSON can hold: numpy scalars unwrapped, NaN/inf as strings."""
+    """A scalar strict JSON can hold (NaN/inf as strings, numpy scalars unwrapped); anything else as its text."""
     if isinstance(value, np.generic):
         value = value.item()
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return jsonable(value)
     return str(value)

@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any, Iterable
 
-from paramdoctor.diagnosis import SEVERITIES, Diagnosis, Finding
+from paramdoctor.diagnosis import SEVERITIES, Diagnosis, Finding, jsonable
 
 TRAIN_HINT = "paramdoctor train {path}"
 DEFAULT_NEXT_CONFIG = "next.yaml"
@@ -64,29 +64,6 @@ def onset_text(finding: Finding) -> str:
         return ""
     unit = finding.evidence.x_unit or "epoch"
     return f"{unit} {fmt_value(int(onset) if float(onset).is_integer() else onset)}"
-
-
-def jsonable(value: Any) -> Any:
-    """Strict-JSON data: NaN and infinities become the strings "nan", "inf", "-inf"; numpy scalars plain numbers.
-
-    The same convention as the run export (``paramdoctor.run/v1``).
-    """
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
-        return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        return jsonable(item())
-    return str(value)
 
 
 def diagnosis_json(diag: Diagnosis, *, indent: int | None = 2) -> str:
