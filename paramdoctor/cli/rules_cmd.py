@@ -32,6 +32,7 @@ def rules(
     test_dirs: Optional[list[str]] = typer.Argument(None, hidden=True, metavar="RULES_DIR SAMPLES_DIR"),
     rules_dirs: Optional[list[Path]] = typer.Option(None, "--rules", help="A directory of your own rule files (*.yaml); repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table or text."),
+    as_markdown: bool = typer.Option(False, "--markdown", help="Print the rule list as a Markdown table (the README's)."),
     set_params: Optional[list[str]] = typer.Option(
         None,
         "--set",
@@ -60,6 +61,8 @@ def rules(
     if code is None:
         if as_json:
             typer.echo(json.dumps([rule_to_dict(r) for r in loaded], indent=1))
+        elif as_markdown:
+            typer.echo(markdown_table(loaded))
         else:
             _print_table(loaded)
         return
@@ -78,6 +81,34 @@ def rule_to_dict(rule: Any) -> dict[str, Any]:
     data["stage"] = stage_name(rule.category)
     data["path"] = rule.path
     return data
+
+
+_OP_SIGNS = {"multiply": "×", "add": "+", "at_least": "≥ ", "at_most": "≤ ", "set": "= "}
+
+
+def patch_summary(item: Any) -> str:
+    """One patch item in a few characters: ``optimizer.lr ×0.1``, ``data.augment = true (only sgd)``."""
+    if item.value_from is not None:
+        operand = f"measured {item.value_from}"
+    elif isinstance(item.value, bool) or item.value is None:
+        operand = json.dumps(item.value)
+    elif isinstance(item.value, float):
+        operand = f"{item.value:g}"
+    else:
+        operand = str(item.value)
+    text = f"`{item.key}` {_OP_SIGNS[item.op]}{operand}"
+    if item.only_if:
+        text += " (" + ", ".join(f"{'/'.join(map(str, v)) if isinstance(v, list) else v}" for v in item.only_if.values()) + ")"
+    return text
+
+
+def markdown_table(loaded: list) -> str:
+    """The rules as a Markdown table: code, slug, category, severity, title and every change it prescribes."""
+    lines = ["| code | slug | category | severity | what it detects | what it prescribes |", "|---|---|---|---|---|---|"]
+    for rule in loaded:
+        patch = ", ".join(patch_summary(item) for item in rule.patch) or "nothing (a pipeline bug to fix by hand)"
+        lines.append(f"| {rule.code} | `{rule.slug}` | {rule.category} | {rule.severity} | {rule.title} | {patch} |")
+    return "\n".join(lines)
 
 
 def _console():
@@ -171,8 +202,13 @@ def _print_explanation(rule: Any) -> None:
             clamp.append(f"max {item.max:g}")
         if item.fallback_key:
             clamp.append(f"from {item.fallback_key} when unset")
+        for key, wanted in (item.only_if or {}).items():
+            clamp.append(f"only when {key} is {' or '.join(map(str, wanted)) if isinstance(wanted, list) else wanted}")
         extra = f" ({', '.join(clamp)})" if clamp else ""
-        value = "null" if item.value is None else json.dumps(item.value)
+        if item.value_from is not None:
+            value = f"<measured {item.value_from}>"
+        else:
+            value = "null" if item.value is None else json.dumps(item.value)
         para(f"{item.key}: {item.op} {value}{extra} - {item.reason}", indent=2)
     if rule.path:
         console.print()

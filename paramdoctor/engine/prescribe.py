@@ -44,21 +44,32 @@ def prescribe(
     owners: dict[str, tuple[Rule, Any]] = {}
     changes: list[Change] = []
     conflicts: list[str] = []
-    for rule, _ in sorted(fired, key=lambda rf: (rf[0].stage, severity_rank(rf[0].severity), rf[0].code)):
+    for rule, finding in sorted(fired, key=lambda rf: (rf[0].stage, severity_rank(rf[0].severity), rf[0].code)):
         # (two findings that ask for the same value agree: no conflict to report)
         for item in rule.patch:
+            if not item.applies(start):
+                continue
             old = start.get(item.key)
-            new = apply_patch(item, start)
+            owner = owners.get(item.key)
+            if owner is not None and owner[0].code == rule.code:
+                # the rule's own later item on the key composes with its earlier one
+                new = apply_patch(item, {**start, item.key: owner[1]}, finding.evidence.values)
+                owners[item.key] = (rule, new)
+                current[item.key] = new
+                _replace_change(changes, item.key, new, rule.code)
+                continue
+            new = apply_patch(item, start, finding.evidence.values)
             if _same(new, old):
                 continue
-            owner = owners.get(item.key)
             if owner is not None:
-                if owner[0].code != rule.code and not _same(new, owner[1]):
-                    conflicts.append(_conflict(item.key, old, owner, rule, new))
+                conflict = _conflict(item.key, old, owner, rule, new)
+                if not _same(new, owner[1]) and conflict not in conflicts:
+                    conflicts.append(conflict)
                 continue
             owners[item.key] = (rule, new)
             current[item.key] = new
             changes.append(Change(key=item.key, old=old, new=new, reason=item.reason, rule=rule.code))
+    changes = [c for c in changes if not _same(c.new, c.old)]
     current["experiment.run_name"] = None
     tree = _unflatten(current)
     try:
@@ -69,11 +80,20 @@ def prescribe(
     return Prescription(changes=changes, conflicts=conflicts, next_config=to_tree(next_config))
 
 
-def apply_patch(item: PatchItem, config: Mapping[str, Any]) -> Any:
-    """The value ``item`` gives its key, starting from the flat ``config`` (the key's old value when nothing applies)."""
+def apply_patch(item: PatchItem, config: Mapping[str, Any], measured: Mapping[str, Any] | None = None) -> Any:
+    """The value ``item`` gives its key, starting from the flat ``config`` (the key's old value when nothing applies).
+
+    ``measured`` holds the finding's evidence values, where ``value_from``
+    looks up its operand; a missing or non-finite one leaves the key alone.
+    """
     old = config.get(item.key)
     if item.op == "set":
         return item.value
+    operand = item.value
+    if item.value_from is not None:
+        operand = (measured or {}).get(item.value_from)
+        if isinstance(operand, bool) or not isinstance(operand, (int, float)) or not math.isfinite(operand):
+            return old
     base = old
     if base is None and item.fallback_key is not None:
         base = config.get(item.fallback_key)
@@ -81,7 +101,7 @@ def apply_patch(item: PatchItem, config: Mapping[str, Any]) -> Any:
         return item.value if item.op == "at_most" else old
     if isinstance(base, bool) or not isinstance(base, (int, float)):
         raise RuleError(f"rule patch {item.op} on {item.key}: the current value {base!r} is not a number")
-    value = float(item.value)  # type: ignore[arg-type]
+    value = float(operand)  # type: ignore[arg-type]
     if item.op == "multiply":
         raw = base * value
     elif item.op == "add":
@@ -101,6 +121,13 @@ def apply_patch(item: PatchItem, config: Mapping[str, Any]) -> Any:
     if isinstance(old, int) and not isinstance(old, bool) or _is_int_key(item.key):
         return int(round(new))
     return float(f"{new:.6g}")
+
+
+def _replace_change(changes: list[Change], key: str, new: Any, rule: str) -> None:
+    for i, change in enumerate(changes):
+        if change.key == key and change.rule == rule:
+            changes[i] = Change(key=key, old=change.old, new=new, reason=change.reason, rule=rule)
+            return
 
 
 def _is_int_key(key: str) -> bool:

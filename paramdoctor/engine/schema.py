@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Any, Literal, Union
+from typing import Any, Literal, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -84,14 +84,23 @@ class PatchItem(_Strict):
     ``at_least`` unless ``fallback_key`` names a key to start from (e.g.
     ``optimizer.backbone_lr`` null means "same as ``optimizer.lr``");
     ``at_most`` on a null key (no limit) sets the value.
+
+    ``value_from`` takes the operand from the finding instead of ``value``: a
+    field the rule's signal measured (e.g. the factor that brings a measured
+    quantity back into its healthy band). ``only_if`` applies the item only
+    when the starting config matches ({config key: value or [values]}), e.g.
+    a weight decay that depends on ``optimizer.name``. Several items of one
+    rule on the same key compose in order (``multiply 2`` then ``at_least 10``).
     """
 
     key: str
     op: Literal["set", "multiply", "add", "at_least", "at_most"]
-    value: Scalar
+    value: Scalar = None
+    value_from: str | None = None
     min: float | None = None
     max: float | None = None
     fallback_key: str | None = None
+    only_if: dict[str, Union[Scalar, list[Scalar]]] | None = None
     reason: str = Field(min_length=1)
 
     @field_validator("key", "fallback_key")
@@ -108,12 +117,32 @@ class PatchItem(_Strict):
 
     @model_validator(mode="after")
     def _numeric(self) -> "PatchItem":
+        given_value = "value" in self.model_fields_set
+        if given_value == (self.value_from is not None):
+            raise ValueError(f"patch on {self.key} needs exactly one of 'value' or 'value_from'")
+        if self.value_from is not None and self.op == "set":
+            raise ValueError(f"patch on {self.key}: op 'set' takes a literal 'value', not 'value_from'")
         numeric = self.op in ("multiply", "add", "at_least", "at_most")
-        if numeric and (isinstance(self.value, bool) or not isinstance(self.value, (int, float))):
+        if numeric and self.value_from is None and (isinstance(self.value, bool) or not isinstance(self.value, (int, float))):
             raise ValueError(f"op {self.op!r} on {self.key} needs a numeric value, got {self.value!r}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"patch on {self.key}: min {self.min} is above max {self.max}")
+        if self.only_if:
+            from paramdoctor.config.loading import known_keys, suggest
+
+            keys = known_keys()
+            for key in self.only_if:
+                if key not in keys:
+                    raise ValueError(f"patch on {self.key}: only_if names unknown config key {key!r}{suggest(key, keys)}")
         return self
+
+    def applies(self, config: Mapping[str, Any]) -> bool:
+        """Whether ``only_if`` holds for the flat starting ``config`` (always, without one)."""
+        for key, wanted in (self.only_if or {}).items():
+            allowed = wanted if isinstance(wanted, list) else [wanted]
+            if config.get(key) not in allowed:
+                return False
+        return True
 
 
 class Doc(_Strict):
@@ -233,6 +262,12 @@ class Rule(_Strict):
                 raise ValueError(f"for: signal {self.signal} has no persistence count ('held'); remove 'for'")
             if self.for_.param is not None and self.for_.param not in self.params:
                 raise ValueError(f"for.param: {self.for_.param!r} is not declared under params{suggest(self.for_.param, self.params)}")
+        for i, item in enumerate(self.patch):
+            if item.value_from is not None and item.value_from not in spec.fields:
+                raise ValueError(
+                    f"patch[{i}].value_from: signal {self.signal} measures no {item.value_from!r}"
+                    f"{suggest(item.value_from, spec.fields)}; it measures {', '.join(spec.fields)}"
+                )
         try:
             check_template(self.evidence, (*spec.fields, *self.params, *TEMPLATE_BUILTINS))
         except ValueError as exc:

@@ -45,13 +45,13 @@ def test_integer_keys_stay_integers():
     assert isinstance(apply_patch(item(key="trainer.max_epochs", op="multiply", value=0.33), DEFAULTS), int)
 
 
-def _rule(code, category, severity, patch):
-    data = {**BASE, "code": code, "slug": f"r-{code.lower()}", "category": category, "severity": severity, "patch": patch}
+def _rule(code, category, severity, patch, **extra):
+    data = {**BASE, "code": code, "slug": f"r-{code.lower()}", "category": category, "severity": severity, "patch": patch, **extra}
     return Rule.model_validate(data)
 
 
-def _finding(rule):
-    return Finding(rule.code, rule.slug, rule.category, rule.severity, rule.title, Evidence("m"), "why", "fix")
+def _finding(rule, **values):
+    return Finding(rule.code, rule.slug, rule.category, rule.severity, rule.title, Evidence("m", values=values), "why", "fix")
 
 
 def test_stability_wins_over_fitting_and_the_conflict_is_explained():
@@ -110,7 +110,63 @@ def test_a_patch_that_breaks_the_config_raises():
 
 def test_every_builtin_patch_alone_gives_a_valid_config():
     for rule in load_rules():
-        rx = prescribe([(rule, _finding(rule))], RunRecord(series={}))
+        # an operand taken from the evidence gets a plausible measured value
+        measured = {item.value_from: 0.01 for item in rule.patch if item.value_from}
+        rx = prescribe([(rule, _finding(rule, **measured))], RunRecord(series={}))
         validate(rx.next_config)
         # an evaluation mismatch on default settings is a pipeline bug: there may be nothing to change
         assert rx.changes or rule.category == "eval_mismatch", f"{rule.code} changes nothing on the default config"
+
+
+def test_value_from_takes_the_operand_from_the_evidence():
+    decay = _rule(
+        "PD950",
+        "gradients",
+        "error",
+        [{"key": "optimizer.weight_decay", "op": "multiply", "value_from": "decay_factor", "reason": "pull"}],
+        signal="weight_decay_pull",
+        requires=[],
+        params={"max_shrink": 0.01},
+        when=[{"field": "shrink_per_step", "op": ">=", "param": "max_shrink"}],
+        evidence="pull {shrink_per_step:.3g}",
+        **{"for": None},
+    )
+    rx = prescribe([(decay, _finding(decay, decay_factor=0.001))], RunRecord(series={}))
+    assert rx.next_config["optimizer"]["weight_decay"] == pytest.approx(5e-7)
+    # a measurement that is missing or not finite changes nothing
+    for missing in ({}, {"decay_factor": float("nan")}, {"decay_factor": "inf"}):
+        assert prescribe([(decay, _finding(decay, **missing))], RunRecord(series={})).changes == []
+
+
+def test_only_if_applies_an_item_for_the_matching_config_only():
+    wd = _rule(
+        "PD960",
+        "overfitting",
+        "warning",
+        [
+            {"key": "optimizer.weight_decay", "op": "at_least", "value": 0.05, "only_if": {"optimizer.name": "adamw"}, "reason": "a"},
+            {"key": "optimizer.weight_decay", "op": "multiply", "value": 10, "max": 5e-3, "only_if": {"optimizer.name": ["sgd", "adam"]}, "reason": "b"},
+        ],
+    )
+    adamw = RunRecord(series={}, config=to_tree(TrainConfig()))
+    sgd = RunRecord(series={}, config=to_tree(TrainConfig.model_validate({"optimizer": {"name": "sgd"}})))
+    assert prescribe([(wd, _finding(wd))], adamw).next_config["optimizer"]["weight_decay"] == 0.05
+    [change] = prescribe([(wd, _finding(wd))], sgd).changes
+    assert (change.new, change.reason) == (pytest.approx(5e-3), "b")
+
+
+def test_items_of_one_rule_on_one_key_compose_in_order():
+    longer = _rule(
+        "PD970",
+        "undertrained",
+        "warning",
+        [
+            {"key": "trainer.max_epochs", "op": "multiply", "value": 2, "reason": "double"},
+            {"key": "trainer.max_epochs", "op": "at_least", "value": 10, "reason": "at least ten"},
+        ],
+    )
+    short = RunRecord(series={}, config=to_tree(TrainConfig.model_validate({"trainer": {"max_epochs": 3}})))
+    long = RunRecord(series={}, config=to_tree(TrainConfig.model_validate({"trainer": {"max_epochs": 30}})))
+    [change] = prescribe([(longer, _finding(longer))], short).changes
+    assert (change.old, change.new) == (3, 10)
+    assert prescribe([(longer, _finding(longer))], long).next_config["trainer"]["max_epochs"] == 60

@@ -172,3 +172,22 @@ def test_every_builtin_rule_validates_and_is_documented():
         assert rule.path.endswith(f"{rule.code}.yaml"), "one file per rule, named by its code"
         assert all(len(text) > 40 for text in (rule.doc.what, rule.doc.why, rule.doc.fix)), rule.code
         assert rule.patch, f"{rule.code} prescribes nothing"
+
+
+def test_patch_needs_exactly_one_of_value_and_value_from(tmp_path):
+    both = mutate(patch=[{"key": "optimizer.lr", "op": "multiply", "value": 2, "value_from": "rise", "reason": "r"}])
+    assert "exactly one of 'value' or 'value_from'" in error_for(tmp_path, both)
+    neither = mutate(patch=[{"key": "optimizer.lr", "op": "multiply", "reason": "r"}])
+    assert "exactly one of 'value' or 'value_from'" in error_for(tmp_path, neither)
+
+
+def test_value_from_must_name_a_measured_field(tmp_path):
+    data = mutate(patch=[{"key": "optimizer.lr", "op": "multiply", "value_from": "rse", "reason": "r"}])
+    message = error_for(tmp_path, data)
+    assert "patch[0].value_from" in message and "did you mean 'rise'" in message
+
+
+def test_only_if_must_name_known_config_keys(tmp_path):
+    data = mutate(patch=[{"key": "optimizer.lr", "op": "multiply", "value": 2, "only_if": {"optimizer.nme": "sgd"}, "reason": "r"}])
+    message = error_for(tmp_path, data)
+    assert "only_if names unknown config key 'optimizer.nme'" in message and "optimizer.name" in message
