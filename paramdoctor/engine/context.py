@@ -57,6 +57,33 @@ def early_stopping_patience(record: RunRecord) -> int | None:
         return None
 
 
+def optimizer_settings(record: RunRecord) -> tuple[str, float, float, float] | None:
+    """(optimizer name, peak learning rate, weight decay, momentum) from the run's config; None when unknown.
+
+    A paramdoctor config (``optimizer.*``) or a Hugging Face one (``optim``,
+    ``learning_rate``, ``weight_decay``). The peak learning rate is the largest
+    one the run logged (``step/lr/*``), else the largest configured one.
+    """
+    name = _config_get(record, "optimizer.name") or record.config.get("optim")
+    lrs = [_config_get(record, "optimizer.lr"), _config_get(record, "optimizer.backbone_lr"), record.config.get("learning_rate")]
+    wd = _config_get(record, "optimizer.weight_decay")
+    if wd is None:
+        wd = record.config.get("weight_decay")
+    momentum = _config_get(record, "optimizer.momentum")
+    try:
+        configured = [float(v) for v in lrs if v is not None]
+        wd = float(wd)  # type: ignore[arg-type]
+        momentum = 0.0 if momentum is None else float(momentum)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(name, str) or not configured:
+        return None
+    logged = [float(np.nanmax(s.values)) for key in record.keys_with_prefix(keys.STEP_LR_PREFIX) if (s := record.series[key]).values.size and np.isfinite(s.values).any()]
+    peak = max(logged) if logged else max(configured)
+    name = "adamw" if "adamw" in name.lower() else name.lower()
+    return name, peak, wd, momentum
+
+
 def accuracy(series: Series | None) -> Series | None:
     """An accuracy curve as a fraction: percentages (max above 1.5) are divided by 100."""
     if series is None:

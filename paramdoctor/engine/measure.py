@@ -307,6 +307,17 @@ def _initial_loss(req: Request) -> Measurement | Unavailable:
     return Measurement(_values(res, series=req.series, num_classes=n), _unit(record, req.series), float(s.steps[0]))
 
 
+def _decay(req: Request) -> Measurement | Unavailable:
+    settings = context.optimizer_settings(req.record)
+    if settings is None:
+        return Unavailable("the run's config does not say which optimizer, learning rate and weight decay it used")
+    name, lr, wd, momentum = settings
+    res = signals.decay_strength(name, lr, wd, momentum, target=float(_param(req, "target_shrink", 5e-4)))
+    if res is None:
+        return Unavailable(f"the decay pull of optimizer {name!r} cannot be read from its config (only SGD and AdamW)")
+    return Measurement(_values(res), "step")
+
+
 # --- helpers ------------------------------------------------------------------------
 
 
@@ -423,6 +434,13 @@ SIGNALS: dict[str, SignalSpec] = {
             _drift,
             needs=("telemetry/*/drift",),
             reads={"max_drift": 0.5},
+        ),
+        SignalSpec(
+            "weight_decay_pull",
+            "the fraction of every weight that weight decay removes per optimizer step, from the optimizer config",
+            _fields(signals.DecayStrength),
+            _decay,
+            reads={"target_shrink": 5e-4},
         ),
         SignalSpec(
             "initial_loss",

@@ -16,6 +16,7 @@ from paramdoctor.signals.curves import (
     generalization_gap,
     oscillation,
 )
+from paramdoctor.signals.decay import DecayStrength, decay_strength
 from paramdoctor.signals.events import Explosion, NonFinite, Spikes, explosion, first_nonfinite, spikes
 from paramdoctor.signals.levels import (
     InitialLoss,
@@ -39,6 +40,7 @@ from paramdoctor.signals.trend import Improvement, Plateau, Trend, plateau, stil
 
 __all__ = [
     "BestPoint",
+    "DecayStrength",
     "Divergence",
     "Drift",
     "Explosion",
@@ -57,6 +59,7 @@ __all__ = [
     "backbone_drift",
     "best_point",
     "chance_loss",
+    "decay_strength",
     "divergence_onset",
     "explosion",
     "finite_xy",

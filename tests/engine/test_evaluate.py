@@ -134,3 +134,20 @@ def test_summary(rules):
     assert s["epochs_run"] == int(acc.steps[-1]) and s["run_status"] == "FINISHED"
     assert s["stop_reason"] == "early_stopping" and math.isfinite(s["final_train_loss"])
     json.dumps(diagnose(record, rules).to_dict(), allow_nan=False)
+
+
+def test_weight_decay_pull_reads_paramdoctor_and_hugging_face_configs(rules):
+    rule = find_rule(rules, "PD405")
+    sgd = RunRecord(series={}, config={"optimizer": {"name": "sgd", "lr": 10.0, "backbone_lr": 10.0, "weight_decay": 1.0, "momentum": 0.9}})
+    finding = evaluate_rule(rule, sgd).finding
+    assert finding is not None and finding.evidence.values["unstable"] is True
+    assert "past 3.8" in finding.evidence.message
+    hf = RunRecord(series={}, config={"optim": "adamw_torch", "learning_rate": 0.5, "weight_decay": 0.1})
+    assert evaluate_rule(rule, hf).finding.evidence.values["shrink_per_step"] == pytest.approx(0.05)
+    # the logged peak learning rate wins over the configured one
+    logged = RunRecord(series={"step/lr/head": Series(np.arange(1.0, 4.0), np.array([0.001, 0.002, 0.001]))}, config=hf.config)
+    assert evaluate_rule(rule, logged).finding is None
+    unknown = evaluate_rule(rule, RunRecord(series={}, config={"learning_rate": 0.5}))
+    assert "does not say which optimizer" in unknown.skipped.reason
+    adam = evaluate_rule(rule, RunRecord(series={}, config={"optimizer": {"name": "adam", "lr": 1.0, "weight_decay": 0.5}}))
+    assert "only SGD and AdamW" in adam.skipped.reason

@@ -335,6 +335,14 @@ def _val_at_chance(seed: int) -> RunRecord:
     return run.record()
 
 
+def _decay_overpowers(seed: int) -> RunRecord:
+    # SGD at lr 0.5 with an AdamW-scale weight decay: the decay alone pulls 50% per step
+    run = Run(seed)
+    run.lr = run.lr * 500
+    run.config = _config(optimizer={"name": "sgd", "lr": 0.5, "backbone_lr": 0.5, "weight_decay": 0.1, "momentum": 0.9})
+    return run.record()
+
+
 SICK = {
     "PD101": _nonfinite,
     "PD102": _explodes,
@@ -353,6 +361,7 @@ SICK = {
     "PD402": _grad_vanishes,
     "PD403": _updates_too_large,
     "PD404": _updates_too_small,
+    "PD405": _decay_overpowers,
     "PD501": _val_at_chance,
 }
 
