@@ -21,10 +21,7 @@ MIN_SAMPLES_PER_RULE = 2
 # Rules no real digits run has yet reproduced often enough, with why. The corpus tests
 # hold these to exactly what is listed: closing a gap (or opening a new one) fails
 # until this list is updated, so it can only shrink knowingly.
-KNOWN_GAPS = {
-    "PD302": 0,  # a widening gap without val/loss turning up: small-subset runs either turn up (PD301) or level off
-    "PD106": 1,  # val/loss swings: only one of three lr=1.0 SGD seeds swings in val/loss rather than train/loss
-}
+KNOWN_GAPS: dict[str, int] = {}  # none left: every rule is expected on at least two real samples
 
 
 @pytest.fixture(scope="module")
