@@ -7,17 +7,29 @@ number without both cannot be checked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["REPO_ROOT", "cpu_model", "ensure_repo_on_path", "machine_line", "median", "reproduce_line", "set_threads"]
+__all__ = [
+    "REPO_ROOT",
+    "cpu_model",
+    "ensure_repo_on_path",
+    "machine_line",
+    "median",
+    "reproduce_line",
+    "scratch_store",
+    "set_threads",
+]
 
 
 def ensure_repo_on_path() -> None:
@@ -59,6 +71,31 @@ def machine_line(device: str | None = None) -> str:
             name = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
         parts.append(f"device {name}")
     return "machine: " + ", ".join(parts)
+
+
+@contextlib.contextmanager
+def scratch_store(keep: Path | None = None) -> Iterator[Path]:
+    """Train into a scratch MLflow store: a SQLite file and ./mlruns in ``keep`` or a temporary folder (removed after).
+
+    Sets ``MLFLOW_TRACKING_URI`` and works inside the folder, because a SQLite
+    store keeps its artifacts under the working directory's ``mlruns``.
+    """
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "Creating initial MLflow database tables..."
+    store = keep.resolve() if keep is not None else Path(tempfile.mkdtemp(prefix="pd-bench-"))
+    store.mkdir(parents=True, exist_ok=True)
+    old_uri, cwd = os.environ.get("MLFLOW_TRACKING_URI"), Path.cwd()
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    os.chdir(store)
+    try:
+        yield store
+    finally:
+        os.chdir(cwd)
+        if old_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+        if keep is None:
+            shutil.rmtree(store, ignore_errors=True)
 
 
 def set_threads(threads: int) -> None:

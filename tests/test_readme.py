@@ -16,9 +16,12 @@ def test_every_config_key_is_in_the_readme():
     assert not missing, f"config keys missing from README.md: {missing}"
 
 
-def test_every_rule_is_in_the_readme():
+def test_the_readme_rule_table_is_the_generated_one():
+    from paramdoctor.cli.rules_cmd import markdown_table
+
     missing = [r.code for r in load_rules() if f"| {r.code} | `{r.slug}` |" not in README]
     assert not missing, f"rules missing from README.md's rule table: {missing}"
+    assert markdown_table(load_rules()) in README, "README.md's rule table is stale: paste `paramdoctor rules --markdown`"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -97,9 +97,10 @@ def patch_summary(item: Any) -> str:
     else:
         operand = str(item.value)
     text = f"`{item.key}` {_OP_SIGNS[item.op]}{operand}"
-    if item.only_if:
-        text += " (" + ", ".join(f"{'/'.join(map(str, v)) if isinstance(v, list) else v}" for v in item.only_if.values()) + ")"
-    return text
+    notes = [f"{'/'.join(map(str, v)) if isinstance(v, list) else v}" for v in (item.only_if or {}).values()]
+    if item.defer:
+        notes.append("unless another finding changes it")
+    return text + (f" ({', '.join(notes)})" if notes else "")
 
 
 def markdown_table(loaded: list) -> str:
@@ -202,6 +203,8 @@ def _print_explanation(rule: Any) -> None:
             clamp.append(f"max {item.max:g}")
         if item.fallback_key:
             clamp.append(f"from {item.fallback_key} when unset")
+        if item.defer:
+            clamp.append("unless another finding changes it")
         for key, wanted in (item.only_if or {}).items():
             clamp.append(f"only when {key} is {' or '.join(map(str, wanted)) if isinstance(wanted, list) else wanted}")
         extra = f" ({', '.join(clamp)})" if clamp else ""

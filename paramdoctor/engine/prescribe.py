@@ -44,31 +44,32 @@ def prescribe(
     owners: dict[str, tuple[Rule, Any]] = {}
     changes: list[Change] = []
     conflicts: list[str] = []
-    for rule, finding in sorted(fired, key=lambda rf: (rf[0].stage, severity_rank(rf[0].severity), rf[0].code)):
-        # (two findings that ask for the same value agree: no conflict to report)
-        for item in rule.patch:
-            if not item.applies(start):
-                continue
-            old = start.get(item.key)
-            owner = owners.get(item.key)
-            if owner is not None and owner[0].code == rule.code:
-                # the rule's own later item on the key composes with its earlier one
-                new = apply_patch(item, {**start, item.key: owner[1]}, finding.evidence.values)
-                owners[item.key] = (rule, new)
-                current[item.key] = new
-                _replace_change(changes, item.key, new, rule.code)
-                continue
-            new = apply_patch(item, start, finding.evidence.values)
-            if _same(new, old):
-                continue
-            if owner is not None:
-                conflict = _conflict(item.key, old, owner, rule, new)
-                if not _same(new, owner[1]) and conflict not in conflicts:
-                    conflicts.append(conflict)
-                continue
+    ordered = sorted(fired, key=lambda rf: (rf[0].stage, severity_rank(rf[0].severity), rf[0].code))
+    # deferred items (companions of a rule's main fix) come after every other item
+    items = [(r, f, i) for deferred in (False, True) for r, f in ordered for i in r.patch if i.defer is deferred]
+    for rule, finding, item in items:
+        if not item.applies(start):
+            continue
+        old = start.get(item.key)
+        owner = owners.get(item.key)
+        if owner is not None and owner[0].code == rule.code:
+            # the rule's own later item on the key composes with its earlier one
+            new = apply_patch(item, {**start, item.key: owner[1]}, finding.evidence.values)
             owners[item.key] = (rule, new)
             current[item.key] = new
-            changes.append(Change(key=item.key, old=old, new=new, reason=item.reason, rule=rule.code))
+            _replace_change(changes, item.key, new, rule.code)
+            continue
+        new = apply_patch(item, start, finding.evidence.values)
+        if _same(new, old):
+            continue
+        if owner is not None:  # (two findings that ask for the same value agree: no conflict to report)
+            conflict = _conflict(item.key, old, owner, rule, new, deferred=item.defer)
+            if not _same(new, owner[1]) and conflict not in conflicts:
+                conflicts.append(conflict)
+            continue
+        owners[item.key] = (rule, new)
+        current[item.key] = new
+        changes.append(Change(key=item.key, old=old, new=new, reason=item.reason, rule=rule.code))
     changes = [c for c in changes if not _same(c.new, c.old)]
     current["experiment.run_name"] = None
     tree = _unflatten(current)
@@ -153,11 +154,13 @@ def _direction(old: Any, new: Any) -> tuple[str, str]:
     return "sets", "change"
 
 
-def _conflict(key: str, old: Any, owner: tuple[Rule, Any], loser: Rule, proposed: Any) -> str:
+def _conflict(key: str, old: Any, owner: tuple[Rule, Any], loser: Rule, proposed: Any, deferred: bool = False) -> str:
     winner, won = owner
     verb, _ = _direction(old, won)
     _, noun = _direction(old, proposed)
-    if winner.stage != loser.stage:
+    if deferred:
+        why = f"{loser.code}'s change of this key only accompanies its main fix and yields to any other finding"
+    elif winner.stage != loser.stage:
         why = f"{stage_name(winner.category)} comes first"
     elif winner.severity != loser.severity:
         why = f"{winner.code} is more severe ({winner.severity})"

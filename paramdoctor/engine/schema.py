@@ -91,6 +91,9 @@ class PatchItem(_Strict):
     when the starting config matches ({config key: value or [values]}), e.g.
     a weight decay that depends on ``optimizer.name``. Several items of one
     rule on the same key compose in order (``multiply 2`` then ``at_least 10``).
+    ``defer`` marks a companion of the rule's main fix (the LR scaling that
+    goes with a larger batch): it is applied after every other finding's items,
+    and only where none of them changed the key.
     """
 
     key: str
@@ -101,6 +104,7 @@ class PatchItem(_Strict):
     max: float | None = None
     fallback_key: str | None = None
     only_if: dict[str, Union[Scalar, list[Scalar]]] | None = None
+    defer: bool = False
     reason: str = Field(min_length=1)
 
     @field_validator("key", "fallback_key")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,10 @@ class BestPoint:
     ``position`` is the best point's rank as a fraction of the run
     ((index + 1) / n: 1.0 = the last point); ``after`` the number of points
     that came after it without beating it ("wasted" evaluations).
+    ``longest_wait`` is the most evaluations the run had to wait for a new
+    best on its way to the best point: an early-stopping patience below it
+    would have stopped the run before its best. ``suggested_patience`` is a
+    patience that survives that wait and is at least a tenth of the run.
     """
 
     index: int
@@ -27,6 +32,8 @@ class BestPoint:
     position: float
     after: int
     wasted_fraction: float
+    longest_wait: int
+    suggested_patience: int
 
 
 def best_point(x, values, mode: str = "min") -> BestPoint | None:
@@ -42,6 +49,9 @@ def best_point(x, values, mode: str = "min") -> BestPoint | None:
     if n == 0:
         return None
     i = int(np.argmin(v) if mode == "min" else np.argmax(v))
+    signed = v if mode == "max" else -v
+    records = np.flatnonzero(signed[: i + 1] > np.maximum.accumulate(np.concatenate(([-np.inf], signed[:i]))))
+    longest_wait = int(np.max(np.diff(records))) if records.size > 1 else 0
     return BestPoint(
         index=i,
         x=float(x[i]),
@@ -51,6 +61,8 @@ def best_point(x, values, mode: str = "min") -> BestPoint | None:
         position=(i + 1) / n,
         after=int(n - 1 - i),
         wasted_fraction=(n - 1 - i) / n,
+        longest_wait=longest_wait,
+        suggested_patience=max(longest_wait + 1, math.ceil(n / 10)),
     )
 
 

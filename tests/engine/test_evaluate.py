@@ -151,3 +151,16 @@ def test_weight_decay_pull_reads_paramdoctor_and_hugging_face_configs(rules):
     assert "does not say which optimizer" in unknown.skipped.reason
     adam = evaluate_rule(rule, RunRecord(series={}, config={"optimizer": {"name": "adam", "lr": 1.0, "weight_decay": 0.5}}))
     assert "only SGD and AdamW" in adam.skipped.reason
+
+
+def test_an_early_stopped_run_is_not_blamed_for_waiting_out_its_patience(rules):
+    import dataclasses
+
+    rule = find_rule(rules, "PD204")
+    run = synthetic.sick("PD204")
+    after = evaluate_rule(rule, run).finding.evidence.values["after"]
+    stopped = {**run.config, "early_stopping": {**run.config["early_stopping"], "enabled": True, "patience": after}}
+    assert evaluate_rule(rule, dataclasses.replace(run, config=stopped)).finding is None
+    # a patience that explains only part of the wait still leaves the rest wasted
+    short = {**stopped, "early_stopping": {**stopped["early_stopping"], "patience": after - 10}}
+    assert evaluate_rule(rule, dataclasses.replace(run, config=short)).finding is not None

@@ -170,3 +170,23 @@ def test_items_of_one_rule_on_one_key_compose_in_order():
     [change] = prescribe([(longer, _finding(longer))], short).changes
     assert (change.old, change.new) == (3, 10)
     assert prescribe([(longer, _finding(longer))], long).next_config["trainer"]["max_epochs"] == 60
+
+
+def test_a_deferred_item_yields_to_any_other_finding_on_its_key():
+    bigger_batch = _rule(
+        "PD980",
+        "lr_too_high",
+        "warning",
+        [
+            {"key": "data.batch_size", "op": "multiply", "value": 8, "reason": "batch"},
+            {"key": "optimizer.lr", "op": "multiply", "value": 2.83, "defer": True, "reason": "scale the LR with the batch"},
+        ],
+    )
+    cut = _rule("PD990", "lr_too_high", "warning", [{"key": "optimizer.lr", "op": "multiply", "value": 0.3, "reason": "cut"}])
+    alone = prescribe([(bigger_batch, _finding(bigger_batch))], RunRecord(series={}))
+    assert alone.next_config["optimizer"]["lr"] == pytest.approx(2.83e-3)
+    # PD980 comes first by code, but its LR change only accompanies the batch change
+    both = prescribe([(bigger_batch, _finding(bigger_batch)), (cut, _finding(cut))], RunRecord(series={}))
+    assert both.next_config["optimizer"]["lr"] == pytest.approx(3e-4)
+    assert both.next_config["data"]["batch_size"] == 8 * TrainConfig().data.batch_size
+    assert any("PD980's change of this key only accompanies its main fix" in c for c in both.conflicts)

@@ -81,3 +81,23 @@ def test_oscillation_separates_swinging_from_monotone_curves():
     rising = oscillation(x, 1 - trend, improving=+1)
     assert rising.amplitude == 0.0
     assert oscillation(x[:4], trend[:4]) is None
+
+
+def test_best_point_measures_the_longest_wait_for_a_new_best():
+    # new bests at indices 0, 1, 5 and 6 (the best): the run waited 4 evaluations once
+    acc = [0.5, 0.6, 0.55, 0.58, 0.6, 0.7, 0.8, 0.75, 0.79, 0.78]
+    b = best_point(range(1, 11), acc, "max")
+    assert (b.index, b.longest_wait) == (6, 4)
+    assert b.suggested_patience == 5  # outlasts the wait; a tenth of 10 points is only 1
+    long_run = best_point(range(1, 101), np.linspace(1.0, 0.1, 100), "min")
+    assert (long_run.longest_wait, long_run.suggested_patience) == (1, 10)
+    assert best_point([1.0], [0.3], "min").longest_wait == 0
+
+
+def test_a_significant_but_tiny_widening_is_measured_as_flat():
+    x = np.arange(1, 41, dtype=float)
+    train = 0.01 + np.exp(-0.3 * x)
+    growing = generalization_gap(x, train, train + 0.3 + 0.004 * x)
+    flat = generalization_gap(x, train, train + 0.4 + 0.0001 * x)
+    assert growing.widening and growing.widened > 0.1
+    assert flat.widening and flat.widened < 0.01  # the slope's bound is above zero, yet the gap grew 0.5%
