@@ -93,6 +93,14 @@ def _start_loss(record: RunRecord) -> float | None:
     return float(np.median(first)) if first.size else None
 
 
+def _blow_up_cut(req: Request) -> dict[str, Any]:
+    """``lr_factor`` for a run that blew up, from the update ratio of its first steps, and that ratio."""
+    early = signals.early_update_ratio(_telemetry(req.record, keys.TELEMETRY_UPDATE_RATIO))
+    ratio = None if early is None else early[1]
+    factor = signals.lr_cut(ratio, target=float(_param(req, "target_update_ratio", 1e-2)))
+    return {"lr_factor": factor, "early_update_ratio": ratio}
+
+
 def _too_short(what: str) -> Unavailable:
     return Unavailable(f"too few finite points in {what} to judge")
 
@@ -108,16 +116,17 @@ def _nonfinite(req: Request) -> Measurement | Unavailable:
         hit = signals.first_nonfinite(s.steps, s.values)
         if hit is not None:
             unit = _unit(record, key)
-            return Measurement(_values(hit, found=True, series=key, onset=hit.x), unit, hit.x)
+            return Measurement(_values(hit, found=True, series=key, onset=hit.x, **_blow_up_cut(req)), unit, hit.x)
     if record.meta.get("stop_reason") == "nonfinite_loss" and checked:
         s = record.series[checked[0]]
         last_x = float(s.steps[-1])
         values = dict(index=len(s), x=last_x, kind="non-finite", count=1, last_finite=float(s.values[-1]))
-        values.update(found=True, series=checked[0], onset=last_x)
+        values.update(found=True, series=checked[0], onset=last_x, **_blow_up_cut(req))
         return Measurement(values, _unit(record, checked[0]), last_x)
     if not checked:
         return Unavailable("no loss curve (step/loss, train/loss or val/loss) was recorded")
     empty = dict(index=None, x=None, kind=None, count=0, last_finite=None, found=False, series=None, onset=None)
+    empty.update(lr_factor=None, early_update_ratio=None)
     return Measurement(empty, record.x_unit)
 
 
@@ -130,7 +139,7 @@ def _explosion(req: Request) -> Measurement | Unavailable:
     first = s.values[np.isfinite(s.values)][:5]
     start = float(np.median(first))
     peak_vs_start = res.peak / start if start > 0 else None
-    values = _values(res, series=req.series, peak_vs_start=peak_vs_start)
+    values = _values(res, series=req.series, peak_vs_start=peak_vs_start, **_blow_up_cut(req))
     return Measurement(values, _unit(req.record, req.series), res.onset)
 
 
@@ -268,10 +277,15 @@ def _near_chance(req: Request) -> Measurement | Unavailable:
 
 
 def _update_ratio(req: Request) -> Measurement | Unavailable:
-    res = signals.update_ratio_band(_telemetry(req.record, keys.TELEMETRY_UPDATE_RATIO))
+    record = req.record
+    res = signals.update_ratio_band(_telemetry(record, keys.TELEMETRY_UPDATE_RATIO))
     if res is None:
         return Unavailable("no layer group has a nonzero update ratio sample")
-    return Measurement(_values(res), "step")
+    loss = record.get(keys.TRAIN_LOSS)
+    prog = None
+    if loss is not None:
+        prog = signals.progress(loss.steps, loss.values, start=_start_loss(record), num_classes=context.num_classes_of(record))
+    return Measurement(_values(res, train_drop=None if prog is None else prog.drop), "step")
 
 
 def _grad_norm(req: Request) -> Measurement | Unavailable:
@@ -343,16 +357,17 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "nonfinite_loss",
             "the first NaN/inf in step/loss, train/loss or val/loss (or a run stopped for a non-finite loss)",
-            _fields(signals.NonFinite, "found", "series", "onset"),
+            _fields(signals.NonFinite, "found", "series", "onset", "lr_factor", "early_update_ratio"),
             _nonfinite,
+            reads={"target_update_ratio": 1e-2},
         ),
         SignalSpec(
             "loss_explosion",
             "growth of the loss's rolling median over its running minimum",
-            _fields(signals.Explosion, "series", "peak_vs_start"),
+            _fields(signals.Explosion, "series", "peak_vs_start", "lr_factor", "early_update_ratio"),
             _explosion,
             inputs=_LOSSES,
-            reads={"min_growth": 10.0},
+            reads={"min_growth": 10.0, "target_update_ratio": 1e-2},
         ),
         SignalSpec(
             "loss_spikes",
@@ -415,7 +430,7 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "update_ratio",
             "median update/weight ratio per layer group over the second half of training",
-            _fields(signals.UpdateBand),
+            _fields(signals.UpdateBand, "train_drop"),
             _update_ratio,
             needs=("telemetry/*/update_ratio",),
         ),

@@ -33,7 +33,9 @@ from paramdoctor.signals.telemetry import (
     GradNormChange,
     UpdateBand,
     backbone_drift,
+    early_update_ratio,
     grad_norm_change,
+    lr_cut,
     update_ratio_band,
 )
 from paramdoctor.signals.trend import Improvement, Plateau, Trend, plateau, still_improving, trend_test
@@ -60,6 +62,8 @@ __all__ = [
     "best_point",
     "chance_loss",
     "decay_strength",
+    "early_update_ratio",
+    "lr_cut",
     "divergence_onset",
     "explosion",
     "finite_xy",

@@ -67,7 +67,7 @@ def decay_strength(optimizer: str, lr: float, weight_decay: float, momentum: flo
     shrink = lr_wd if coupling == "decoupled" else lr_wd / (1.0 - momentum)
     half_life = math.log(2.0) / shrink if 0 < shrink < 1 else (1.0 if shrink >= 1 else math.inf)
     unstable = lr_wd >= limit
-    factor = target / shrink if shrink > 0 else math.inf
+    factor = float(f"{target / shrink:.2g}") if shrink > 0 else math.inf  # a factor a person would write
     if unstable:
         verdict = (
             f"lr x weight_decay = {lr_wd:.3g} is past {limit:.3g}, where the decay step alone overshoots zero "

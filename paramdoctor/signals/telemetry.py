@@ -11,6 +11,7 @@ weights: the learning rate is far too large). The band is a rule parameter.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,40 @@ def update_ratio_band(curves: dict[str, tuple]) -> UpdateBand | None:
         lowest_group=lo,
         overall=float(np.median(list(medians.values()))),
     )
+
+
+def early_update_ratio(curves: dict[str, tuple], fraction: float = 0.1) -> tuple[str, float] | None:
+    """(group, ratio): the largest per-group median update/weight ratio over the first ``fraction`` of its samples.
+
+    The first steps show how large the learning rate is for the weights before
+    anything has gone wrong (later, a dead or exploded network's ratios say
+    little). Zero samples (a frozen group, warmup at LR 0) are ignored.
+    """
+    early: dict[str, float] = {}
+    for group, (x, values) in curves.items():
+        _, v = finite_xy(x, values)
+        v = v[v > 0]
+        if v.size == 0:
+            continue
+        early[group] = float(np.median(v[: max(1, math.ceil(v.size * fraction))]))
+    if not early:
+        return None
+    group = max(early, key=early.__getitem__)
+    return group, early[group]
+
+
+def lr_cut(early_ratio: float | None, target: float = 1e-2, default: float = 0.1, lowest: float = 1e-3) -> float:
+    """The factor to multiply a learning rate by after a blow-up.
+
+    The update/weight ratio of a step scales with the learning rate (exactly
+    for SGD, about for Adam), so ``target / early_ratio`` brings the first
+    steps back to ``target`` (the top of the healthy range; ~1e-3 is typical).
+    Never a milder cut than ``default`` (the run did blow up) nor a harsher
+    one than ``lowest``; ``default`` when no telemetry was recorded.
+    """
+    if early_ratio is None or not early_ratio > 0:
+        return default
+    return float(f"{min(default, max(lowest, target / early_ratio)):.2g}")  # a factor a person would write
 
 
 @dataclass(frozen=True)

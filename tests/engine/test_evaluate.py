@@ -164,3 +164,34 @@ def test_an_early_stopped_run_is_not_blamed_for_waiting_out_its_patience(rules):
     # a patience that explains only part of the wait still leaves the rest wasted
     short = {**stopped, "early_stopping": {**stopped["early_stopping"], "patience": after - 10}}
     assert evaluate_rule(rule, dataclasses.replace(run, config=short)).finding is not None
+
+
+def test_tiny_updates_of_a_network_that_fitted_its_data_are_convergence(rules):
+    import dataclasses
+
+    rule = find_rule(rules, "PD404")
+    stuck = synthetic.sick("PD404")
+    assert evaluate_rule(rule, stuck).finding is not None
+    # the same tiny updates after the training loss fell by 95%: converged, not a tiny LR
+    x = stuck.series["train/loss"].steps
+    fitted = dict(stuck.series, **{"train/loss": Series(x, 2.3 * np.exp(-0.25 * x)), "step/loss": Series(np.array([1.0, 2.0, 3.0]), np.array([2.3, 2.3, 2.3]))})
+    assert evaluate_rule(rule, dataclasses.replace(stuck, series=fitted)).finding is None
+
+
+def test_the_blow_up_cut_follows_the_first_updates(rules):
+    import dataclasses
+
+    from paramdoctor.engine import prescribe
+
+    rule = find_rule(rules, "PD102")
+    run = synthetic.sick("PD102")
+    steps = run.series["telemetry/head/update_ratio"].steps
+    huge_first_steps = Series(steps, np.where(steps <= steps[len(steps) // 10], 0.25, 1e-3))
+    hot = dataclasses.replace(run, series={**run.series, "telemetry/head/update_ratio": huge_first_steps})
+    finding = evaluate_rule(rule, hot).finding
+    assert finding.evidence.values["lr_factor"] == pytest.approx(0.04)  # 1e-2 / 0.25
+    rx = prescribe([(rule, finding)], hot)
+    assert rx.next_config["optimizer"]["lr"] == pytest.approx(run.config["optimizer"]["lr"] * 0.04)
+    # without telemetry, the classic 10x
+    bare = dataclasses.replace(run, series={k: s for k, s in run.series.items() if not k.startswith("telemetry/")})
+    assert evaluate_rule(rule, bare).finding.evidence.values["lr_factor"] == 0.1

@@ -321,8 +321,11 @@ def _updates_too_large(seed: int) -> RunRecord:
 
 
 def _updates_too_small(seed: int) -> RunRecord:
+    # an LR far too small: the weights barely move and the loss barely falls
     run = Run(seed)
     run.update_ratio = {g: 1e-6 * np.exp(0.2 * run.rng.standard_normal(run.tel_steps.size)) for g in GROUPS}
+    run.train_loss = 2.3 - 0.004 * run.x + 0.005 * run.rng.standard_normal(run.x.size)
+    run.step_loss = 2.3 * np.exp(0.05 * run.rng.standard_normal(run.steps.size))
     return run.record()
 
 

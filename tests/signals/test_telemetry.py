@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from paramdoctor.signals import backbone_drift, grad_norm_change, update_ratio_band
+from paramdoctor.signals import backbone_drift, early_update_ratio, grad_norm_change, lr_cut, update_ratio_band
 
 
 def test_update_ratio_band_uses_second_half_and_ignores_frozen_zeros():
@@ -44,3 +44,21 @@ def test_backbone_drift_excludes_the_head():
     assert d.group == "backbone.layer4" and d.highest == pytest.approx(0.9) and d.head == pytest.approx(3.0)
     assert d.groups == 2 and d.onset == 60.0
     assert backbone_drift({"head": (x, x)}) is None
+
+
+def test_early_update_ratio_takes_the_largest_group_median_of_the_first_steps():
+    steps = np.arange(1.0, 101.0)
+    curves = {
+        "head": (steps, np.where(steps <= 10, 0.3, 1e-4)),  # huge first steps, then dead
+        "block1": (steps, np.full(100, 0.02)),
+        "frozen": (steps, np.zeros(100)),
+    }
+    assert early_update_ratio(curves) == ("head", pytest.approx(0.3))
+    assert early_update_ratio({"frozen": (steps, np.zeros(100))}) is None
+
+
+def test_lr_cut_brings_the_first_updates_to_the_target_within_bounds():
+    assert lr_cut(0.3) == pytest.approx(0.033)  # 1e-2 / 0.3, written with two digits
+    assert lr_cut(0.05) == 0.1  # never milder than 10x after a blow-up
+    assert lr_cut(50.0) == 1e-3  # never harsher than 1000x
+    assert lr_cut(None) == 0.1 and lr_cut(0.0) == 0.1  # no telemetry: the classic 10x
