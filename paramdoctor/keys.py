@@ -72,6 +72,8 @@ TAG_MODE = "paramdoctor.mode"  # "max" or "min"
 TAG_STATUS = "paramdoctor.status"  # written by diagnose: healthy | findings
 TAG_FINDINGS = "paramdoctor.findings"  # written by diagnose: comma-separated rule codes
 TAG_SOURCE = "paramdoctor.source"  # which tool produced the curves (paramdoctor, hf_trainer, ...)
+TAG_STEPS_PER_EPOCH = "paramdoctor.steps_per_epoch"  # optimizer steps in one epoch
+TAG_TRAIN_SAMPLES = "paramdoctor.train_samples"  # samples in the training split
 TAG_X_UNIT = "paramdoctor.x_unit"  # "epoch" or "step": how the evaluation series are indexed
 TAG_PARENT_RUN = "mlflow.parentRunId"
 

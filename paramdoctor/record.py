@@ -72,7 +72,7 @@ class RunRecord:
     runs it trained, the source tool's own arguments otherwise); ``params`` the
     flat key/value strings as stored. ``meta`` holds facts a rule may need that
     are not curves: ``num_classes``, ``max_epochs``, ``monitor`` and ``mode``,
-    ``stop_reason``, ``steps_per_epoch``.
+    ``stop_reason``, ``steps_per_epoch``, ``train_samples``.
     """
 
     series: dict[str, Series]

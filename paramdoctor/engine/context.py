@@ -84,6 +84,39 @@ def optimizer_settings(record: RunRecord) -> tuple[str, float, float, float] | N
     return name, peak, wd, momentum
 
 
+def train_samples_of(record: RunRecord) -> int | None:
+    """How many samples one epoch trains on; None when the run does not tell.
+
+    The exact count paramdoctor logs (``paramdoctor.train_samples``), else an
+    upper bound from steps per epoch x batch size x accumulation (the last
+    batch of an epoch may be short).
+    """
+    exact = _positive_int(record.meta.get("train_samples") or record.tags.get(keys.TAG_TRAIN_SAMPLES))
+    if exact is not None:
+        return exact
+    steps = _positive_int(record.meta.get("steps_per_epoch") or record.tags.get(keys.TAG_STEPS_PER_EPOCH))
+    batch = batch_size_of(record)
+    accumulate = _positive_int(_config_get(record, "trainer.accumulate_grad_batches") or record.config.get("gradient_accumulation_steps")) or 1
+    if steps is None or batch is None:
+        return None
+    return steps * batch * accumulate
+
+
+def batch_size_of(record: RunRecord) -> int | None:
+    """Samples per forward batch: paramdoctor's ``data.batch_size`` or Hugging Face's per-device one."""
+    return _positive_int(_config_get(record, "data.batch_size") or record.config.get("per_device_train_batch_size"))
+
+
+def _positive_int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        n = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return n if n > 0 else None
+
+
 def accuracy(series: Series | None) -> Series | None:
     """An accuracy curve as a fraction: percentages (max above 1.5) are divided by 100."""
     if series is None:

@@ -165,7 +165,28 @@ def _oscillation(req: Request) -> Measurement | Unavailable:
     res = signals.oscillation(s.steps, s.values, improving=improving)
     if res is None:
         return _too_short(req.series)
-    return Measurement(_values(res, series=req.series), _unit(req.record, req.series), res.onset)
+    values = _values(res, series=req.series, **_batch_growth(req))
+    return Measurement(values, _unit(req.record, req.series), res.onset)
+
+
+def _batch_growth(req: Request) -> dict[str, Any]:
+    """How much larger the batch can grow (``batch_growth``) and the square-root LR scale that goes with it.
+
+    At most ``batch_growth`` (8x) and ``max_batch``, and never past the
+    training split: 16 -> 50 on 50 samples is 3.1x, so the LR scales by
+    sqrt(3.1), not sqrt(8).
+    """
+    wanted = float(_param(req, "batch_growth", 8.0))
+    samples = context.train_samples_of(req.record)
+    batch = context.batch_size_of(req.record)
+    growth = wanted
+    if batch is not None:
+        limit = float(_param(req, "max_batch", 256))
+        if samples is not None:
+            limit = min(limit, float(samples))
+        growth = min(wanted, max(limit / batch, 1.0))
+    growth = float(f"{growth:.3g}")
+    return {"train_samples": samples, "batch_growth": growth, "lr_scale": float(f"{math.sqrt(growth):.3g}")}
 
 
 def _progress(req: Request) -> Measurement | Unavailable:
@@ -380,9 +401,10 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "oscillation",
             "swing of a curve around its monotone trend",
-            _fields(signals.Oscillation, "series"),
+            _fields(signals.Oscillation, "series", "train_samples", "batch_growth", "lr_scale"),
             _oscillation,
             inputs=_CURVES + (keys.STEP_LOSS,),
+            reads={"batch_growth": 8.0, "max_batch": 256},
         ),
         SignalSpec(
             "train_progress",

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 DEFAULT_URI = "sqlite:///mlflow.db"
-TAG_STEPS_PER_EPOCH = "paramdoctor.steps_per_epoch"
 TAG_IMPORT_PREFIX = "paramdoctor.import."
 PARAMS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
@@ -64,8 +63,9 @@ def prepare(record: RunRecord) -> PreparedRun:
     if isinstance(monitor, str) and monitor:
         tags[keys.TAG_MONITOR] = monitor
         tags[keys.TAG_MODE] = "min" if monitor.endswith("loss") else "max"
-    if isinstance(record.meta.get("steps_per_epoch"), int):
-        tags[TAG_STEPS_PER_EPOCH] = str(record.meta["steps_per_epoch"])
+    for meta_key, tag in (("steps_per_epoch", keys.TAG_STEPS_PER_EPOCH), ("train_samples", keys.TAG_TRAIN_SAMPLES)):
+        if isinstance(record.meta.get(meta_key), int):
+            tags[tag] = str(record.meta[meta_key])
     for name in _META_TAGS:
         value = record.meta.get(name)
         if value is not None and not isinstance(value, (dict, list)):

@@ -214,9 +214,10 @@ def _meta(tags: dict[str, str], config: dict[str, Any], series: dict[str, Series
     max_epochs = _as_int(trainer.get("max_epochs")) if isinstance(trainer, dict) else None
     if max_epochs is not None:
         meta["max_epochs"] = max_epochs
-    steps_per_epoch = _as_int(tags.get("paramdoctor.steps_per_epoch"))
-    if steps_per_epoch is not None:
-        meta["steps_per_epoch"] = steps_per_epoch
+    for meta_key, tag in (("steps_per_epoch", keys.TAG_STEPS_PER_EPOCH), ("train_samples", keys.TAG_TRAIN_SAMPLES)):
+        count = _as_int(tags.get(tag))
+        if count is not None:
+            meta[meta_key] = count
     for meta_key, key in (("best_epoch", keys.BEST_EPOCH), ("best_value", keys.BEST_VALUE)):
         s = series.get(key)
         if s is not None and len(s):

@@ -233,7 +233,8 @@ def fit(
         keys.TAG_MODE: es_cfg.mode,
         keys.TAG_SOURCE: "paramdoctor",
         "paramdoctor.device": str(device),
-        "paramdoctor.steps_per_epoch": str(steps_per_epoch),
+        keys.TAG_STEPS_PER_EPOCH: str(steps_per_epoch),
+        keys.TAG_TRAIN_SAMPLES: str(loaders.train.num_samples),
         **(extra_tags or {}),
     }
     if getattr(bundle, "weights_report", None):

@@ -195,3 +195,27 @@ def test_the_blow_up_cut_follows_the_first_updates(rules):
     # without telemetry, the classic 10x
     bare = dataclasses.replace(run, series={k: s for k, s in run.series.items() if not k.startswith("telemetry/")})
     assert evaluate_rule(rule, bare).finding.evidence.values["lr_factor"] == 0.1
+
+
+def test_a_larger_batch_never_exceeds_the_training_split(rules):
+    import dataclasses
+
+    from paramdoctor.engine import prescribe
+
+    rule = find_rule(rules, "PD105")
+    run = synthetic.sick("PD105")  # batches of 2
+    finding = evaluate_rule(rule, run).finding
+    assert prescribe([(rule, finding)], run).next_config["data"]["batch_size"] == 16
+    small = dataclasses.replace(run, meta={**run.meta, "train_samples": 10})
+    finding = evaluate_rule(rule, small).finding
+    assert finding.evidence.values["train_samples"] == 10
+    capped = prescribe([(rule, finding)], small).next_config
+    assert capped["data"]["batch_size"] == 10
+    # Adam's LR follows the square root of the growth actually prescribed (5x), not of 8x
+    assert run.config["optimizer"]["name"] == "adamw"
+    assert capped["optimizer"]["lr"] == pytest.approx(run.config["optimizer"]["lr"] * 2.24)
+    # a batch already past the cap is not shrunk by a rule that wants it larger
+    big = dataclasses.replace(small, config={**run.config, "data": {**run.config["data"], "batch_size": 64}})
+    finding = evaluate_rule(rule, big).finding
+    assert finding.evidence.values["batch_growth"] == 1.0
+    assert "data.batch_size" not in {c.key for c in prescribe([(rule, finding)], big).changes}

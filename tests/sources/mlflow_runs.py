@@ -107,7 +107,8 @@ def make_run(
         RunTag(keys.TAG_MODE, "max"),
         RunTag(keys.TAG_SOURCE, "paramdoctor"),
         RunTag(keys.TAG_STOP_REASON, "max_epochs"),
-        RunTag("paramdoctor.steps_per_epoch", "10"),
+        RunTag(keys.TAG_STEPS_PER_EPOCH, "10"),
+        RunTag(keys.TAG_TRAIN_SAMPLES, "640"),
     ]
     now = int(time.time() * 1000)
     curves = curves if curves is not None else overfitting_curves()

@@ -54,6 +54,7 @@ def test_record_holds_config_params_tags_state_and_full_histories(store):
         "stop_reason": "max_epochs",
         "max_epochs": 20,
         "steps_per_epoch": 10,
+        "train_samples": 640,
         "best_epoch": 9,
         "best_value": pytest.approx(max(v for _, v in curves[keys.VAL_ACC])),
     }

@@ -149,6 +149,8 @@ def test_freezing_the_backbone_leaves_it_untouched_for_those_epochs(store, tmp_p
                                 "model.batchnorm_eval=true", "early_stopping.enabled=false", "data.augment=false"])
     result = fit(config)
     drift = dict(_history(store, result.run_id, keys.telemetry("block1", "drift")))
-    steps_per_epoch = int(store.get_run(result.run_id).data.tags["paramdoctor.steps_per_epoch"])
+    tags = store.get_run(result.run_id).data.tags
+    steps_per_epoch = int(tags[keys.TAG_STEPS_PER_EPOCH])
+    assert steps_per_epoch == -(-int(tags[keys.TAG_TRAIN_SAMPLES]) // config.data.batch_size)
     assert all(v == 0.0 for s, v in drift.items() if s <= steps_per_epoch)
     assert any(v > 0.0 for s, v in drift.items() if s > steps_per_epoch)
