@@ -23,14 +23,7 @@ def monitor_of(record: RunRecord) -> tuple[str, str]:
 
 
 def num_classes_of(record: RunRecord) -> int | None:
-    for value in (record.meta.get("num_classes"), record.tags.get(keys.TAG_NUM_CLASSES)):
-        try:
-            n = int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            continue
-        if n >= 2:
-            return n
-    return None
+    return _first_count((record.meta.get("num_classes"), record.tags.get(keys.TAG_NUM_CLASSES)), minimum=2)
 
 
 def pretrained_of(record: RunRecord) -> bool | None:
@@ -91,12 +84,12 @@ def train_samples_of(record: RunRecord) -> int | None:
     upper bound from steps per epoch x batch size x accumulation (the last
     batch of an epoch may be short).
     """
-    exact = _positive_int(record.meta.get("train_samples") or record.tags.get(keys.TAG_TRAIN_SAMPLES))
+    exact = _first_count((record.meta.get("train_samples"), record.tags.get(keys.TAG_TRAIN_SAMPLES)))
     if exact is not None:
         return exact
-    steps = _positive_int(record.meta.get("steps_per_epoch") or record.tags.get(keys.TAG_STEPS_PER_EPOCH))
+    steps = _first_count((record.meta.get("steps_per_epoch"), record.tags.get(keys.TAG_STEPS_PER_EPOCH)))
     batch = batch_size_of(record)
-    accumulate = _positive_int(_config_get(record, "trainer.accumulate_grad_batches") or record.config.get("gradient_accumulation_steps")) or 1
+    accumulate = _first_count((_config_get(record, "trainer.accumulate_grad_batches"), record.config.get("gradient_accumulation_steps"))) or 1
     if steps is None or batch is None:
         return None
     return steps * batch * accumulate
@@ -104,17 +97,21 @@ def train_samples_of(record: RunRecord) -> int | None:
 
 def batch_size_of(record: RunRecord) -> int | None:
     """Samples per forward batch: paramdoctor's ``data.batch_size`` or Hugging Face's per-device one."""
-    return _positive_int(_config_get(record, "data.batch_size") or record.config.get("per_device_train_batch_size"))
+    return _first_count((_config_get(record, "data.batch_size"), record.config.get("per_device_train_batch_size")))
 
 
-def _positive_int(value) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        n = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return n if n > 0 else None
+def _first_count(candidates, minimum: int = 1) -> int | None:
+    """The first candidate that reads as a whole number of at least ``minimum`` (booleans are not counts)."""
+    for value in candidates:
+        if isinstance(value, bool):
+            continue
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            continue
+        if n >= minimum:
+            return n
+    return None
 
 
 def accuracy(series: Series | None) -> Series | None:

@@ -36,15 +36,20 @@ class UpdateBand:
     overall: float
 
 
-def update_ratio_band(curves: dict[str, tuple]) -> UpdateBand | None:
-    """Summarise update ratios of several groups; None when no group has nonzero samples."""
-    medians: dict[str, float] = {}
+def _moving_samples(curves: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """Each group's finite, nonzero samples in order; groups with none (frozen throughout) are left out."""
+    moving = {}
     for group, (x, values) in curves.items():
         _, v = finite_xy(x, values)
         v = v[v > 0]
-        if v.size == 0:
-            continue
-        medians[group] = float(np.median(v[v.size // 2 :]))
+        if v.size:
+            moving[group] = v
+    return moving
+
+
+def update_ratio_band(curves: dict[str, tuple]) -> UpdateBand | None:
+    """Summarise update ratios of several groups; None when no group has nonzero samples."""
+    medians = {group: float(np.median(v[v.size // 2 :])) for group, v in _moving_samples(curves).items()}
     if not medians:
         return None
     hi = max(medians, key=medians.__getitem__)
@@ -66,13 +71,7 @@ def early_update_ratio(curves: dict[str, tuple], fraction: float = 0.1) -> tuple
     anything has gone wrong (later, a dead or exploded network's ratios say
     little). Zero samples (a frozen group, warmup at LR 0) are ignored.
     """
-    early: dict[str, float] = {}
-    for group, (x, values) in curves.items():
-        _, v = finite_xy(x, values)
-        v = v[v > 0]
-        if v.size == 0:
-            continue
-        early[group] = float(np.median(v[: max(1, math.ceil(v.size * fraction))]))
+    early = {group: float(np.median(v[: max(1, math.ceil(v.size * fraction))])) for group, v in _moving_samples(curves).items()}
     if not early:
         return None
     group = max(early, key=early.__getitem__)
