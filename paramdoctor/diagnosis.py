@@ -27,6 +27,11 @@ CATEGORIES = (
 SEVERITIES = ("critical", "error", "warning", "info")  # most to least severe
 JSON_SCHEMA_VERSION = 1
 
+# Verdicts and their exit codes. HEALTHY is earned: a run whose validation curve
+# could not be read is never healthy, it is NO_VALIDATION (with what was missing).
+HEALTHY, FINDINGS, NO_VALIDATION = "healthy", "findings", "no_validation"
+EXIT_CODES = {HEALTHY: 0, FINDINGS: 1, NO_VALIDATION: 3}
+
 
 @dataclass
 class Evidence:
@@ -65,6 +70,7 @@ class Finding:
     evidence: Evidence
     why: str  # why it matters, one or two sentences
     fix: str  # what to change, in words
+    eval_set: str | None = None  # the evaluation set the finding is about, when the run has several
 
 
 @dataclass
@@ -112,14 +118,20 @@ class Diagnosis:
     summary: dict[str, Any] = field(default_factory=dict)  # best epoch, best value, epochs run, run state ...
     source: str = "paramdoctor"
     x_unit: str = "epoch"
+    missing: str | None = None  # what could not be read, when the run has no readable validation curve
+    eval_sets: list[str] = field(default_factory=list)  # the evaluation sets judged, when the run has several
 
     @property
     def status(self) -> str:
-        return "findings" if self.findings else "healthy"
+        """``findings`` when any rule fired; else ``no_validation`` when no validation curve was readable; else ``healthy``."""
+        if self.findings:
+            return FINDINGS
+        return NO_VALIDATION if self.missing else HEALTHY
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.findings else 0
+        """0 healthy, 1 findings, 3 no readable validation curve (2 is every usage or input error)."""
+        return EXIT_CODES[self.status]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +139,8 @@ class Diagnosis:
             "run_id": self.run_id,
             "run_name": self.run_name,
             "status": self.status,
+            "missing": self.missing,
+            "eval_sets": list(self.eval_sets),
             "source": self.source,
             "x_unit": self.x_unit,
             "summary": self.summary,

@@ -1,7 +1,9 @@
 """``paramdoctor diagnose RUN``: read a run, name what went wrong, prescribe the next config.
 
 Exit codes: 0 healthy, 1 findings, 2 usage or input error (raised as
-ParamDoctorError; ``app.main`` prints its one line). The command returns its
+ParamDoctorError; ``app.main`` prints its one line), 3 no readable
+validation curve (the run cannot be called healthy; the report says what is
+missing). The command returns its
 exit code, which ``app.main`` passes on.
 
 Nothing here imports torch; mlflow, matplotlib and the engine are imported
@@ -42,7 +44,10 @@ WRITE_HELP = (
 def register(app: typer.Typer) -> None:
     app.command(
         "diagnose",
-        help="Diagnose RUN: findings with evidence, the next config to try. Exit 0 healthy, 1 findings, 2 input error.",
+        help=(
+            "Diagnose RUN: findings with evidence, the next config to try. "
+            "Exit 0 healthy, 1 findings, 2 input error, 3 no readable validation curve."
+        ),
     )(diagnose)
 
 
@@ -192,6 +197,7 @@ def _diagnose_experiment(judge: "_Judge", experiment: str, mapping: dict[str, st
             if warning:
                 warnings.append(warning)
     any_findings = any(d.findings for d in diagnoses)
+    status = "findings" if any_findings else ("no_validation" if any(d.missing for d in diagnoses) else "healthy")
     if as_json:
         from paramdoctor.report import jsonable
 
@@ -200,7 +206,7 @@ def _diagnose_experiment(judge: "_Judge", experiment: str, mapping: dict[str, st
         payload = {
             "schema_version": 1,
             "experiment": experiment,
-            "status": "findings" if any_findings else "healthy",
+            "status": status,
             "runs": [d.to_dict() for d in diagnoses],
         }
         typer.echo(json.dumps(jsonable(payload), indent=2, allow_nan=False))
@@ -218,7 +224,9 @@ def _diagnose_experiment(judge: "_Judge", experiment: str, mapping: dict[str, st
         render_summary_table(rows, console, title=title)
         if n_sick:
             console.print("details: [bold]paramdoctor diagnose RUN_ID[/]")
-    return 1 if any_findings else 0
+    from paramdoctor.diagnosis import EXIT_CODES
+
+    return EXIT_CODES[status]
 
 
 def _summary_row(record: "RunRecord", diag: "Diagnosis") -> dict[str, str]:

@@ -39,17 +39,27 @@ def rules(
         metavar="CODE.param=VALUE",
         help="With `test`: score with a rule parameter overridden, e.g. PD301.min_rise=0.2.",
     ),
+    split: Optional[str] = typer.Option(
+        None,
+        "--split",
+        metavar="calibration|test",
+        help="With `test`: show only this split of the real corpus (tune thresholds on calibration alone).",
+    ),
 ) -> Optional[int]:
     if code == "test":
         from paramdoctor.cli.rules_test import rules_test
 
         return rules_test(
-            list(test_dirs or []), extra_rule_dirs=rules_dirs or (), set_params=set_params or (), as_json=as_json
+            list(test_dirs or []),
+            extra_rule_dirs=rules_dirs or (),
+            set_params=set_params or (),
+            as_json=as_json,
+            split=split,
         )
-    if test_dirs or set_params:
+    if test_dirs or set_params or split:
         from paramdoctor.errors import InputError
 
-        extra = " ".join(test_dirs or []) or "--set"
+        extra = " ".join(test_dirs or []) or ("--set" if set_params else "--split")
         raise InputError(
             f"rules: unexpected {extra!r} after {code!r}; explain one rule with `paramdoctor rules CODE`, "
             "or score them with `paramdoctor rules test [RULES_DIR] [SAMPLES_DIR]`"

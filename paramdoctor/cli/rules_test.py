@@ -5,6 +5,12 @@ recall and F1 per rule and overall, then every miss and every false alarm.
 Exit 0 when every expectation holds, 1 when any is broken, 2 for input errors
 (raised as ParamDoctorError; ``app.main`` prints the one line).
 
+When SAMPLES_DIR holds a real corpus (``real/``, or SAMPLES_DIR is one: folders
+with ``source.yaml`` and ``expect.yaml``), its category report card follows,
+calibration and test apart (:mod:`paramdoctor.engine.real_corpus`). That card
+is a measurement of how the rules do on other projects' logs, not a set of
+expectations, so it never changes the exit code.
+
 Reads only JSON, YAML and numpy/scipy signals: no torch, MLflow or matplotlib.
 """
 
@@ -19,9 +25,11 @@ from paramdoctor.errors import InputError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from paramdoctor.engine.real_corpus import CategoryCard
     from paramdoctor.engine.report_card import ReportCard, RuleScore
 
 SAMPLES_FOLDER = "sample_runs"
+REAL_FOLDER = "real"
 
 
 def default_samples_dir() -> Path:
@@ -73,22 +81,76 @@ def rules_test(
     set_params: Iterable[str] = (),
     as_json: bool = False,
     console: "Console | None" = None,
+    split: str | None = None,
 ) -> int:
-    """The command: ``dirs`` are the optional RULES_DIR and SAMPLES_DIR positionals. Returns the exit code."""
+    """The command: ``dirs`` are the optional RULES_DIR and SAMPLES_DIR positionals. Returns the exit code.
+
+    ``split`` (calibration or test) shows only that part of the real corpus.
+    """
+    from paramdoctor.engine.real_corpus import SPLITS
+
+    if split is not None and split not in SPLITS:
+        raise InputError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
     if len(dirs) > 2:
         raise InputError(
             f"rules test takes at most RULES_DIR and SAMPLES_DIR, got {len(dirs)} paths: {' '.join(dirs)}"
         )
     rules_dir = Path(dirs[0]) if dirs else None
-    samples_dir = Path(dirs[1]) if len(dirs) > 1 else None
-    card = build_report_card(rules_dir, samples_dir, extra_rule_dirs, set_params)
+    samples_dir = Path(dirs[1]) if len(dirs) > 1 else default_samples_dir()
+    real_dir = real_corpus_dir(samples_dir)
+    card = None
+    if real_dir != samples_dir:
+        card = build_report_card(rules_dir, samples_dir, extra_rule_dirs, set_params)
+    real = build_real_cards(rules_dir, real_dir, extra_rule_dirs, set_params) if real_dir is not None else {}
+    if split is not None:
+        real = {k: v for k, v in real.items() if k == split}
     if as_json:
         import typer
 
-        typer.echo(report_card_json(card))
+        payload = card.to_dict() if card is not None else {"ok": True}
+        if real:
+            payload["real"] = {split: c.to_dict() for split, c in real.items()}
+        typer.echo(json.dumps(payload, indent=1))
     else:
-        render_report_card(card, console or _console())
-    return card.exit_code
+        console = console or _console()
+        if card is not None:
+            render_report_card(card, console)
+        for real_card in real.values():
+            console.print()
+            render_category_card(real_card, console)
+    return card.exit_code if card is not None else 0
+
+
+def real_corpus_dir(samples_dir: Path) -> Path | None:
+    """``samples_dir`` itself when it is a real corpus, its ``real/`` folder when that is one, else None."""
+    from paramdoctor.engine.real_corpus import is_real_sample
+
+    for candidate in (samples_dir, samples_dir / REAL_FOLDER):
+        if candidate.is_dir() and any(is_real_sample(p) for p in candidate.iterdir() if p.is_dir()):
+            return candidate
+    return None
+
+
+def build_real_cards(
+    rules_dir: Path | None,
+    real_dir: Path,
+    extra_rule_dirs: Iterable[Path] = (),
+    set_params: Iterable[str] = (),
+) -> "dict[str, CategoryCard]":
+    """The category report card of the rules on the real corpus: calibration and test apart."""
+    from paramdoctor.engine.loader import builtin_rules_dir, load_rules
+    from paramdoctor.engine.params import parse_param_overrides
+    from paramdoctor.engine.real_corpus import SPLITS, doctor, load_real_samples, score_real
+
+    rules_dir = Path(rules_dir) if rules_dir is not None else builtin_rules_dir()
+    rules = load_rules(extra_dirs=[rules_dir, *extra_rule_dirs], include_builtin=False)
+    samples = load_real_samples(real_dir)
+    predict = doctor(rules, parse_param_overrides(set_params) or None)
+    cards = {}
+    for split in SPLITS:
+        card = score_real(samples, predict, split=split)
+        cards[split] = type(card)(card.split, card.predictor, card.categories, card.results, {"real_dir": str(real_dir)})
+    return cards
 
 
 # --- rendering --------------------------------------------------------------------
@@ -148,6 +210,60 @@ def render_report_card(card: "ReportCard", console: "Console") -> None:
         )
     else:
         console.print(Text(f"OK: every expectation holds on {len(card.samples)} samples", style="bold green"))
+
+
+def render_category_card(card: "CategoryCard", console: "Console") -> None:
+    """The real corpus: scores per category for one split, then each sample the rules got wrong."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    micro = card.micro
+    table = Table(
+        title=f"real corpus, {card.split} split: {len(card.results)} logs ({card.healthy} healthy), scored by category",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_footer=True,
+    )
+    columns = (
+        ("category", f"macro-F1 over {len(card.scored)}: {_rate(card.macro_f1)}", "left"),
+        ("expected", str(micro.expected), "right"),
+        ("TP", str(micro.tp), "right"),
+        ("FP", str(micro.fp), "right"),
+        ("FN", str(micro.fn), "right"),
+        ("precision", _rate(micro.precision), "right"),
+        ("recall", _rate(micro.recall), "right"),
+        ("F1", _rate(micro.f1), "right"),
+    )
+    for header, footer, justify in columns:
+        table.add_column(header, footer=footer, justify=justify, no_wrap=True)
+    for c in card.categories:
+        if not (c.expected or c.fp or c.also):
+            continue
+        style = "red" if c.fp or c.fn else ""
+        table.add_row(
+            c.category, str(c.expected), str(c.tp), str(c.fp), str(c.fn), _rate(c.precision), _rate(c.recall), _rate(c.f1),
+            style=style,
+        )
+    console.print(table)
+    console.print(
+        Text(
+            f"healthy logs with a false alarm: {card.healthy_alarms} of {card.healthy}; "
+            f"logs that could not be read: {len(card.errors)}",
+            style="bold",
+        )
+    )
+    for r in card.results:
+        if r.error:
+            console.print(Text(f"  {r.name}: input error: {r.error}", style="red"), soft_wrap=True)
+        elif not r.ok:
+            parts = []
+            if r.missed:
+                parts.append(f"missed {', '.join(r.missed)}")
+            if r.false_alarms:
+                parts.append(f"false alarm {', '.join(r.false_alarms)}")
+            console.print(Text(f"  {r.name}: {'; '.join(parts)}"), soft_wrap=True)
 
 
 def _row(rule: "RuleScore") -> tuple[str, ...]:

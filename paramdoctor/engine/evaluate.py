@@ -6,6 +6,7 @@ are reasons or evidence, not exceptions.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 from dataclasses import dataclass
@@ -87,23 +88,75 @@ def diagnose(
     ``base_config`` is the config the prescription starts from (else the run's
     own config when it is a valid paramdoctor config, else the defaults);
     ``disable`` lists rule codes or slugs not to judge.
+
+    A run with several evaluation sets is judged once per set
+    (:func:`paramdoctor.engine.eval_sets.views`); a finding that differs
+    between sets is reported once per set, naming it (``Finding.eval_set``).
+    A run without a readable validation curve is never healthy: the
+    diagnosis says what is missing (``Diagnosis.missing``).
     """
+    from paramdoctor.engine.eval_sets import missing_validation, views
     from paramdoctor.engine.loader import load_rules
     from paramdoctor.engine.prescribe import prescribe
 
     rules = load_rules() if rules is None else list(rules)
-    verdicts = evaluate(record, rules, params, disable)
-    fired = [(v.rule, v.finding) for v in verdicts if v.finding is not None]
+    judged = [(name, view, evaluate(view, rules, params, disable)) for name, view in views(record)]
+    fired = _merge_findings(judged)
+    fired_codes = {rule.code for rule, _ in fired}
+    first_verdicts = judged[0][2]
+    named = [name for name, _, _ in judged if name is not None]
     return Diagnosis(
         run_id=record.run_id,
         run_name=record.run_name,
         findings=[f for _, f in fired],
-        skipped=[v.skipped for v in sorted(verdicts, key=lambda v: v.rule.code) if v.skipped is not None],
-        prescription=prescribe(fired, record, base_config),
-        summary=summarize(record),
+        skipped=[
+            v.skipped
+            for v in sorted(first_verdicts, key=lambda v: v.rule.code)
+            if v.skipped is not None and v.rule.code not in fired_codes
+        ],
+        prescription=prescribe(_one_per_rule(fired), record, base_config),
+        summary=summarize(judged[0][1]),
         source=record.source,
         x_unit=record.x_unit,
+        missing=missing_validation(record),
+        eval_sets=named if len(judged) > 1 else [],
     )
+
+
+def _merge_findings(judged: list[tuple[str | None, RunRecord, list[Verdict]]]) -> list[tuple[Rule, Finding]]:
+    """The findings of every evaluation set: one per rule when they agree, one per set (named) when they differ."""
+    if len(judged) == 1:
+        return [(v.rule, v.finding) for v in judged[0][2] if v.finding is not None]
+    per_rule: dict[str, list[tuple[str | None, Rule, Finding]]] = {}
+    order: list[str] = []
+    for name, _, verdicts in judged:
+        for v in verdicts:
+            if v.finding is None:
+                continue
+            if v.rule.code not in per_rule:
+                order.append(v.rule.code)
+            per_rule.setdefault(v.rule.code, []).append((name, v.rule, v.finding))
+    merged: list[tuple[Rule, Finding]] = []
+    for code in order:
+        hits = per_rule[code]
+        messages = {f.evidence.message for _, _, f in hits}
+        if len(hits) == len(judged) and len(messages) == 1:  # the same finding whatever the set: it is not about one
+            merged.append((hits[0][1], hits[0][2]))
+            continue
+        for name, rule, finding in hits:
+            merged.append((rule, dataclasses.replace(finding, eval_set=name or "validation")))
+    return merged
+
+
+def _one_per_rule(fired: list[tuple[Rule, Finding]]) -> list[tuple[Rule, Finding]]:
+    """The first finding of each rule: a rule's patch applies once, whichever sets it fired on."""
+    seen: set[str] = set()
+    out = []
+    for rule, finding in fired:
+        if rule.code not in seen:
+            seen.add(rule.code)
+            out.append((rule, finding))
+    return out
 
 
 # --- the steps --------------------------------------------------------------------

@@ -17,7 +17,19 @@ strict: a non-finite number (a NaN loss, say) is written as the string
 ``run_name`` (string or null)
     The MLflow run name (or the file's name for other tools' logs).
 ``status`` (string)
-    ``"healthy"`` (no findings, exit code 0) or ``"findings"`` (exit code 1).
+    ``"healthy"`` (no findings, exit code 0), ``"findings"`` (exit code 1) or
+    ``"no_validation"`` (no finding, but no validation curve could be read, so
+    the run is not called healthy: exit code 3). Added in schema 1: the
+    ``no_validation`` value.
+``missing`` (string or null)
+    With ``no_validation`` (and also beside findings): one sentence saying what
+    could not be read, e.g. "no validation curve (val/loss, val/acc or another
+    val/ metric) was logged, only step/loss, train/loss". Null when a
+    validation curve was read.
+``eval_sets`` (array of strings)
+    The evaluation sets judged one by one when the run logged several
+    (``eval_<set>_loss``, ``eval/<set>/loss``, ``val_loss/dataloader_idx_N``);
+    empty for a run with one validation set.
 ``source`` (string)
     Which tool produced the curves: ``"paramdoctor"``, or e.g. ``"hf_trainer"``.
 ``x_unit`` (string)
@@ -37,7 +49,10 @@ strict: a non-finite number (a NaN loss, say) is written as the string
     ``message`` the sentence with the measured numbers, ``values`` an object of
     the quoted numbers by name (number, string or null), ``onset`` the epoch or
     step where the symptom began (number or null), ``x_unit``), ``why``
-    (string, why it matters), ``fix`` (string, what to change).
+    (string, why it matters), ``fix`` (string, what to change), ``eval_set``
+    (string or null: the evaluation set the finding is about when the run has
+    several and the finding differs between them; ``"validation"`` names the
+    plain set).
 ``skipped`` (array of objects)
     Rules that could not judge this run: ``code``, ``slug``, ``reason``
     (e.g. ``"needs val/loss"``).
@@ -60,7 +75,7 @@ strict: a non-finite number (a NaN loss, say) is written as the string
     change, e.g. ``0.3`` for "0.3x your learning rate"). Added in schema 1.
 
 With ``--experiment NAME`` and no RUN, ``--json`` prints one object
-``{"schema_version": 1, "experiment": NAME, "status": "healthy"|"findings",
+``{"schema_version": 1, "experiment": NAME, "status": "healthy"|"findings"|"no_validation",
 "runs": [<one object as above per run, newest first>]}``.
 """
 

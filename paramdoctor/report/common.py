@@ -23,9 +23,9 @@ def ordered_findings(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def verdict(diag: Diagnosis) -> str:
-    """``HEALTHY`` or ``2 findings (1 error, 1 warning)``."""
+    """``HEALTHY``, ``2 findings (1 error, 1 warning)`` or ``NO VALIDATION CURVE``."""
     if not diag.findings:
-        return "HEALTHY"
+        return "NO VALIDATION CURVE" if diag.missing else "HEALTHY"
     counts = {s: sum(1 for f in diag.findings if f.severity == s) for s in SEVERITIES}
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     noun = "finding" if len(diag.findings) == 1 else "findings"
@@ -56,6 +56,11 @@ def fmt_value(value: Any) -> str:
 def summary_items(diag: Diagnosis) -> list[tuple[str, str]]:
     """The summary as (label, text) pairs, in the engine's order, None values left out."""
     return [(str(k).replace("_", " "), fmt_value(v)) for k, v in diag.summary.items() if v is not None and v != ""]
+
+
+def finding_heading(finding: Finding) -> str:
+    """``on eval set mnli`` for a finding about one evaluation set; empty otherwise."""
+    return f"on eval set {finding.eval_set}" if finding.eval_set else ""
 
 
 def onset_text(finding: Finding) -> str:

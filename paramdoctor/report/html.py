@@ -17,6 +17,7 @@ from paramdoctor.report.common import (
     DEFAULT_NEXT_CONFIG,
     TRAIN_HINT,
     fmt_value,
+    finding_heading,
     onset_text,
     ordered_findings,
     run_label,
@@ -29,7 +30,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem;color:#222;max-width:70rem}
 h1{font-size:1.3rem;margin-bottom:.2rem} h2{font-size:1.1rem;margin-top:1.6rem;border-bottom:1px solid #ddd}
 .verdict{font-weight:bold;font-size:1.1rem;padding:.3rem .6rem;border-radius:4px;display:inline-block}
-.healthy{background:#e6f4ea;color:#137333} .findings{background:#fce8e6;color:#a50e0e}
+.healthy{background:#e6f4ea;color:#137333} .findings{background:#fce8e6;color:#a50e0e} .no_validation{background:#f3e8fd;color:#681da8}
 .finding{border-left:4px solid #999;padding:.3rem .8rem;margin:.8rem 0;background:#fafafa}
 .critical{border-color:#7b0000} .error{border-color:#d93025} .warning{border-color:#f29900} .info{border-color:#1a73e8}
 .sev{font-size:.8rem;text-transform:uppercase;font-weight:bold} .dim{color:#666}
@@ -55,6 +56,10 @@ def diagnosis_html(
     ]
     if diag.source != "paramdoctor":
         parts.append(f'<p class="dim">curves from {e(diag.source)}</p>')
+    if diag.missing and not diag.findings:
+        parts.append(f"<p><b>Missing:</b> {e(diag.missing)}</p>")
+    if diag.eval_sets:
+        parts.append(f'<p class="dim">evaluation sets judged: {e(", ".join(diag.eval_sets))}</p>')
     items = summary_items(diag)
     if items:
         parts.append("<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in items) + "</table>")
@@ -69,7 +74,9 @@ def diagnosis_html(
         parts.append(
             f'<div class="finding {e(f.severity)}">'
             f'<div><b>{number}. {e(f.code)}</b> {e(f.slug)} <span class="sev">{e(f.severity)}</span> '
-            f'<span class="dim">{e(f.category)}</span></div>'
+            f'<span class="dim">{e(f.category)}</span>'
+            + (f' <b>{e(finding_heading(f))}</b>' if f.eval_set else "")
+            + "</div>"
             f"<div><b>{e(f.title)}</b></div>"
             f"<p><b>Evidence:</b> {e(f.evidence.message)}{since}</p>"
             + (f"<p><b>Why it matters:</b> {e(f.why)}</p>" if f.why else "")

@@ -7,6 +7,7 @@ from paramdoctor.diagnosis import Diagnosis
 from paramdoctor.report.common import (
     DEFAULT_NEXT_CONFIG,
     TRAIN_HINT,
+    finding_heading,
     fmt_value,
     onset_text,
     ordered_findings,
@@ -24,6 +25,10 @@ def diagnosis_markdown(
     out: list[str] = [f"# Diagnosis: {_md(run_label(diag))}", ""]
     out.append(f"**{verdict(diag)}**" + ("" if diag.source == "paramdoctor" else f" (curves from {_md(diag.source)})"))
     out.append("")
+    if diag.missing and not diag.findings:
+        out += [f"Missing: {_md(diag.missing)}", ""]
+    if diag.eval_sets:
+        out += [f"Evaluation sets judged: {_md(', '.join(diag.eval_sets))}", ""]
     items = summary_items(diag)
     if items:
         out += ["| | |", "|---|---|"] + [f"| {_md(label)} | {_md(text)} |" for label, text in items] + [""]
@@ -32,7 +37,8 @@ def diagnosis_markdown(
     if diag.findings:
         out += ["## Findings", ""]
     for number, f in enumerate(ordered_findings(diag.findings), start=1):
-        out.append(f"### {number}. {f.code} {_md(f.slug)} ({f.severity}, {f.category})")
+        where = f" {_md(finding_heading(f))}" if f.eval_set else ""
+        out.append(f"### {number}. {f.code} {_md(f.slug)} ({f.severity}, {f.category}){where}")
         out.append("")
         out.append(f"**{_md(f.title)}**")
         out.append("")

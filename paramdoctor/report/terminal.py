@@ -19,6 +19,7 @@ from paramdoctor.diagnosis import Diagnosis, Finding
 from paramdoctor.report.common import (
     DEFAULT_NEXT_CONFIG,
     TRAIN_HINT,
+    finding_heading,
     fmt_value,
     onset_text,
     ordered_findings,
@@ -75,12 +76,18 @@ def _header(diag: Diagnosis, console: Console, notes: Iterable[str]) -> None:
     if diag.findings:
         serious = any(f.severity in ("critical", "error") for f in diag.findings)
         line = Text(verdict(diag), style="bold red" if serious else "bold yellow")
+    elif diag.missing:
+        line = Text.assemble(("NO VALIDATION CURVE", "bold magenta"), " ", ("not judged healthy", "magenta"))
     else:
         line = Text.assemble(("HEALTHY", "bold green"), " ", ("no findings", "green"))
     if diag.skipped:  # a healthy verdict from few rules is weaker: say how many could not judge
         n = len(diag.skipped)
         line.append(f"  ({n} rule{'s' if n != 1 else ''} could not judge)", style="dim")
     console.print(line)
+    if diag.missing and not diag.findings:
+        console.print(Text(f"missing: {diag.missing}", style="magenta"))
+    if diag.eval_sets:
+        console.print(Text(f"evaluation sets judged: {', '.join(diag.eval_sets)}", style="dim"))
     items = summary_items(diag)
     if items:  # columns, so a long summary wraps between facts, never inside one
         console.print(Columns([Text(f"{label} {text}", style="dim") for label, text in items], padding=(0, 3)))
@@ -93,6 +100,8 @@ def _finding(number: int, finding: Finding, console: Console) -> None:
     head.append(f" {finding.slug} ")
     head.append(f"[{finding.severity}]", style=SEVERITY_STYLE.get(finding.severity, ""))
     head.append(f" {finding.category}", style="dim")
+    if finding.eval_set:
+        head.append(f"  {finding_heading(finding)}", style="bold cyan")
     console.print(head)
     onset = onset_text(finding)
     since = f" (from {onset})" if onset and onset not in finding.evidence.message else ""

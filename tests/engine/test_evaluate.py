@@ -36,7 +36,8 @@ def test_missing_series_and_short_curves_are_skipped_with_a_reason(rules):
 
 def test_an_empty_record_is_judged_without_crashing(rules):
     d = diagnose(RunRecord(series={}), rules)
-    assert d.status == "healthy" and len(d.skipped) == len(rules)
+    assert d.status == "no_validation" and d.exit_code == 3 and len(d.skipped) == len(rules)
+    assert "no curves at all" in d.missing
     assert d.summary["best_x"] is None and d.summary["epochs_run"] is None
 
 

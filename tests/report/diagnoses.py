@@ -99,12 +99,13 @@ def healthy_diagnosis() -> Diagnosis:
 
 
 def _check_finding(f: dict) -> None:
-    assert set(f) == {"code", "slug", "category", "severity", "title", "evidence", "why", "fix"}
+    assert set(f) == {"code", "slug", "category", "severity", "title", "evidence", "why", "fix", "eval_set"}
     assert isinstance(f["code"], str) and isinstance(f["slug"], str) and isinstance(f["title"], str)
     assert f["category"] in CATEGORIES and f["severity"] in SEVERITIES
     assert isinstance(f["why"], str) and isinstance(f["fix"], str)
     ev = f["evidence"]
     assert set(ev) == {"message", "values", "onset", "x_unit"}
+    assert f["eval_set"] is None or isinstance(f["eval_set"], str)
     assert isinstance(ev["message"], str) and ev["x_unit"] in ("epoch", "step")
     assert ev["onset"] is None or isinstance(ev["onset"], (int, float))
     assert all(v is None or isinstance(v, (int, float, str)) for v in ev["values"].values())
@@ -113,14 +114,17 @@ def _check_finding(f: dict) -> None:
 def check_diagnosis_shape(data: dict) -> None:
     """The documented shape (paramdoctor/report/__init__.py), field by field."""
     assert set(data) == {
-        "schema_version", "run_id", "run_name", "status", "source", "x_unit",
+        "schema_version", "run_id", "run_name", "status", "missing", "eval_sets", "source", "x_unit",
         "summary", "findings", "skipped", "prescription",
     }
     assert data["schema_version"] == 1
     assert data["run_id"] is None or isinstance(data["run_id"], str)
     assert data["run_name"] is None or isinstance(data["run_name"], str)
-    assert data["status"] in ("healthy", "findings")
-    assert data["status"] == ("findings" if data["findings"] else "healthy")
+    assert data["status"] in ("healthy", "findings", "no_validation")
+    assert data["missing"] is None or isinstance(data["missing"], str)
+    assert isinstance(data["eval_sets"], list) and all(isinstance(n, str) for n in data["eval_sets"])
+    expected = "findings" if data["findings"] else ("no_validation" if data["missing"] else "healthy")
+    assert data["status"] == expected
     assert isinstance(data["source"], str) and data["x_unit"] in ("epoch", "step")
     assert isinstance(data["summary"], dict)
     assert all(v is None or isinstance(v, (int, float, str)) for v in data["summary"].values())
