@@ -51,13 +51,20 @@ class Evidence:
 
 @dataclass
 class Change:
-    """One change to the config: dotted key, old and new value, and why."""
+    """One change to the config: dotted key, old and new value, and why.
+
+    ``factor`` is new / old for a numeric change (None otherwise), the factor
+    actually applied; ``note`` says when a clamp made it differ from the one
+    the rule states ("x30 applied: x100 capped at 0.03").
+    """
 
     key: str
     old: Any
     new: Any
     reason: str
     rule: str  # the code of the rule that asked for it
+    factor: float | None = None
+    note: str = ""
 
 
 @dataclass

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from paramdoctor import keys
+from paramdoctor import keys, signals
 from paramdoctor.record import RunRecord, Series
+
+# Tools whose losses are sums of components (detection, segmentation) or language-model losses:
+# no chance level can be read off their first or flat loss values.
+NO_CHANCE_SOURCES = ("ultralytics", "detectron2", "mmengine", "llamafactory")
+# A learning rate this small moves nothing in any realistic number of steps.
+TINY_LR = {"adam": 1e-6, "adamw": 1e-6, "sgd": 1e-4}
+TINY_UPDATE_RATIO = 1e-4
 
 
 def monitor_of(record: RunRecord) -> tuple[str, str]:
@@ -26,6 +33,99 @@ def num_classes_of(record: RunRecord) -> int | None:
     return _first_count((record.meta.get("num_classes"), record.tags.get(keys.TAG_NUM_CLASSES)), minimum=2)
 
 
+def chance_level(record: RunRecord) -> "signals.ChanceLevel | None":
+    """The run's chance level: from its class count when known, else inferred from its curves (see ``infer_chance``)."""
+    pairs = []
+    for name, acc_key, loss_key in (("train", keys.TRAIN_ACC, keys.TRAIN_LOSS), ("val", keys.VAL_ACC, keys.VAL_LOSS)):
+        acc, loss = accuracy(record.get(acc_key)), record.get(loss_key)
+        if acc is not None and loss is not None:
+            pairs.append((name, acc.values, loss.values))
+    guess = record.source not in NO_CHANCE_SOURCES
+    loss = record.get(keys.TRAIN_LOSS) or record.get(keys.STEP_LOSS)
+    return signals.infer_chance(
+        num_classes=num_classes_of(record),
+        pairs=tuple(pairs),
+        flat_loss=loss.values if guess and loss is not None else None,
+        first_loss=start_loss(record) if guess else None,
+        has_accuracy=bool(pairs) or record.get(keys.TRAIN_ACC) is not None or record.get(keys.VAL_ACC) is not None,
+    )
+
+
+def start_loss(record: RunRecord) -> float | None:
+    """The loss before any learning: the median of the first five step losses, else the first train/loss."""
+    for key in (keys.STEP_LOSS, keys.TRAIN_LOSS):
+        s = record.get(key)
+        if s is None:
+            continue
+        first = s.values[np.isfinite(s.values)][: 5 if key == keys.STEP_LOSS else 1]
+        if first.size:
+            return float(np.median(first))
+    return None
+
+
+def lr_curve(record: RunRecord) -> tuple[str, Series] | None:
+    """The logged learning rate of the group with the largest peak: per step when logged so, else per epoch."""
+    for prefix in (keys.STEP_LR_PREFIX, keys.EPOCH_LR_PREFIX):
+        best: tuple[float, str] | None = None
+        for key in record.keys_with_prefix(prefix):
+            values = record.series[key].values
+            finite = values[np.isfinite(values)]
+            if finite.size >= 3 and float(np.max(finite)) > 0 and (best is None or float(np.max(finite)) > best[0]):
+                best = (float(np.max(finite)), key)
+        if best is not None:
+            return best[1], record.series[best[1]]
+    return None
+
+
+def peak_lr(record: RunRecord) -> float | None:
+    """The largest learning rate the run logged, else the largest it was configured with."""
+    logged = lr_curve(record)
+    if logged is not None:
+        return float(np.nanmax(logged[1].values))
+    configured = []
+    for value in (_config_get(record, "optimizer.lr"), record.config.get("learning_rate"), record.config.get("lr"), record.config.get("lr0")):
+        try:
+            if value is not None and not isinstance(value, bool):
+                configured.append(float(value))
+        except (TypeError, ValueError):
+            continue
+    return max(configured) if configured else None
+
+
+def optimizer_name(record: RunRecord) -> str | None:
+    name = _config_get(record, "optimizer.name") or record.config.get("optim") or record.config.get("optimizer")
+    if not isinstance(name, str):
+        return None
+    lowered = name.lower()
+    for known in ("adamw", "adam", "sgd"):
+        if known in lowered:
+            return known
+    return None
+
+
+def lr_evidence(record: RunRecord, update_ratio: float | None) -> tuple[bool | None, str]:
+    """Whether something says the learning rate itself is too small, and what: (None, "") when nothing can tell.
+
+    Tiny weight updates (the largest group median update/weight ratio at
+    1e-4 or below), or a peak learning rate tiny for its optimizer (Adam and
+    AdamW at 1e-6 or below, SGD at 1e-4 or below; 1e-6 when the optimizer is
+    unknown).
+    """
+    told = False
+    if update_ratio is not None:
+        if update_ratio <= TINY_UPDATE_RATIO:
+            return True, f"the largest median update/weight ratio of any layer group is {update_ratio:.1e} per step"
+        told = True
+    lr = peak_lr(record)
+    if lr is not None and lr > 0:
+        name = optimizer_name(record)
+        limit = TINY_LR.get(name or "adam", 1e-6)
+        if lr <= limit:
+            return True, f"the peak learning rate is {lr:.2g}" + (f" ({name})" if name else "")
+        told = True
+    return (False, "") if told else (None, "")
+
+
 def pretrained_of(record: RunRecord) -> bool | None:
     """Whether the run started from pretrained weights; None when unknown."""
     model = record.config.get("model") if isinstance(record.config, dict) else None
@@ -35,6 +135,24 @@ def pretrained_of(record: RunRecord) -> bool | None:
         return bool(record.meta["pretrained"])
     if isinstance(model, dict):  # a paramdoctor config without weights: trained from scratch
         return False
+    return None
+
+
+def steps_per_epoch_of(record: RunRecord) -> int | None:
+    return _first_count((record.meta.get("steps_per_epoch"), record.tags.get(keys.TAG_STEPS_PER_EPOCH)))
+
+
+def max_epochs_of(record: RunRecord) -> float | None:
+    """The epochs the run was configured for: paramdoctor's trainer.max_epochs, else what the log says."""
+    for value in (_config_get(record, "trainer.max_epochs"), record.meta.get("max_epochs"), record.config.get("num_train_epochs")):
+        if isinstance(value, bool) or value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if number > 0:
+            return number
     return None
 
 
@@ -71,7 +189,11 @@ def optimizer_settings(record: RunRecord) -> tuple[str, float, float, float] | N
         return None
     if not isinstance(name, str) or not configured:
         return None
-    logged = [float(np.nanmax(s.values)) for key in record.keys_with_prefix(keys.STEP_LR_PREFIX) if (s := record.series[key]).values.size and np.isfinite(s.values).any()]
+    logged = [
+        float(np.nanmax(s.values))
+        for key in record.keys_with_prefix(keys.STEP_LR_PREFIX)
+        if (s := record.series[key]).values.size and np.isfinite(s.values).any()
+    ]
     peak = max(logged) if logged else max(configured)
     name = "adamw" if "adamw" in name.lower() else name.lower()
     return name, peak, wd, momentum

@@ -84,15 +84,6 @@ def _telemetry(record: RunRecord, field_name: str) -> dict[str, tuple[np.ndarray
     return curves
 
 
-def _start_loss(record: RunRecord) -> float | None:
-    """The loss before any learning: the median of the first five step losses, when recorded."""
-    step = record.get(keys.STEP_LOSS)
-    if step is None:
-        return None
-    first = step.values[np.isfinite(step.values)][:5]
-    return float(np.median(first)) if first.size else None
-
-
 def _blow_up_cut(req: Request) -> dict[str, Any]:
     """``lr_factor`` for a run that blew up, from the update ratio of its first steps, and that ratio."""
     early = signals.early_update_ratio(_telemetry(req.record, keys.TELEMETRY_UPDATE_RATIO))
@@ -136,10 +127,19 @@ def _explosion(req: Request) -> Measurement | Unavailable:
     res = signals.explosion(s.steps, s.values, factor=float(_param(req, "min_growth", 10.0)), half_width=half)
     if res is None:
         return _too_short(req.series)
-    first = s.values[np.isfinite(s.values)][:5]
-    start = float(np.median(first))
+    finite = s.values[np.isfinite(s.values)]
+    start = float(np.median(finite[:5]))
+    first = float(finite[0]) if req.series != keys.STEP_LOSS else start
     peak_vs_start = res.peak / start if start > 0 else None
-    values = _values(res, series=req.series, peak_vs_start=peak_vs_start, **_blow_up_cut(req))
+    values = _values(
+        res,
+        series=req.series,
+        peak_vs_start=peak_vs_start,
+        peak_vs_first=res.peak / first if first > 0 else None,
+        rise_vs_first=(res.peak - res.floor) / first if first > 0 else None,
+        first=first,
+        **_blow_up_cut(req),
+    )
     return Measurement(values, _unit(req.record, req.series), res.onset)
 
 
@@ -193,11 +193,12 @@ def _progress(req: Request) -> Measurement | Unavailable:
     record = req.record
     loss = record.series[keys.TRAIN_LOSS]
     acc = context.accuracy(record.get(keys.TRAIN_ACC))
+    chance = context.chance_level(record)
     res = signals.progress(
         loss.steps,
         loss.values,
-        start=_start_loss(record),
-        num_classes=context.num_classes_of(record),
+        start=context.start_loss(record),
+        num_classes=None if chance is None else chance.num_classes,
         train_acc=None if acc is None else acc.values,
     )
     window = int(_param(req, "window", 5))
@@ -205,9 +206,16 @@ def _progress(req: Request) -> Measurement | Unavailable:
     if res is None or flat is None:
         return _too_short(keys.TRAIN_LOSS)
     band = signals.update_ratio_band(_telemetry(record, keys.TELEMETRY_UPDATE_RATIO))
+    update_ratio = None if band is None else band.highest
+    told, told_text = context.lr_evidence(record, update_ratio)
+    schedule = _schedule(record)
     values = _values(
         res,
-        update_ratio=None if band is None else band.highest,
+        update_ratio=update_ratio,
+        lr_evidence=told,
+        lr_evidence_text=told_text or "nothing in the run says the learning rate is too small",
+        warmup_running=None if schedule is None else schedule.warmup_running,
+        lr_at_floor=None if schedule is None else bool(schedule.at_floor and schedule.floor_fraction >= 0.25),
         plateau_p=flat.p_value,
         flat=flat.flat,
         held=flat.held,
@@ -216,22 +224,184 @@ def _progress(req: Request) -> Measurement | Unavailable:
     return Measurement(values, record.x_unit, flat.onset)
 
 
+def _schedule(record: RunRecord) -> "signals.LrSchedule | None":
+    curve = context.lr_curve(record)
+    return None if curve is None else signals.lr_schedule(curve[1].steps, curve[1].values)
+
+
+def _chance_fit(req: Request) -> Measurement | Unavailable:
+    """How close training stayed to the chance level (known or inferred) over the whole run."""
+    from paramdoctor.signals.noise import smooth
+
+    record = req.record
+    chance = context.chance_level(record)
+    if chance is None:
+        return Unavailable("no chance level: the number of classes is unknown and the curves show none")
+    loss = record.get(keys.TRAIN_LOSS) or record.get(keys.STEP_LOSS)
+    if loss is None:
+        return Unavailable("needs train/loss or step/loss")
+    finite = loss.values[np.isfinite(loss.values)]
+    if finite.size < 3:
+        return _too_short("the training loss")
+    smoothed = smooth(finite)
+    acc = context.accuracy(record.get(keys.TRAIN_ACC))
+    acc_last = None
+    if acc is not None and np.isfinite(acc.values).any():
+        acc_last = float(np.median(acc.values[np.isfinite(acc.values)][-3:]))
+    val = record.get(keys.VAL_LOSS)
+    val_best = None
+    if val is not None and np.isfinite(val.values).sum() >= 3:
+        val_best = float(np.min(smooth(val.values[np.isfinite(val.values)]))) / chance.loss
+    band = signals.update_ratio_band(_telemetry(record, keys.TELEMETRY_UPDATE_RATIO))
+    told, told_text = context.lr_evidence(record, None if band is None else band.highest)
+    values = {
+        "num_classes": chance.num_classes,
+        "chance_loss": chance.loss,
+        "chance_acc": chance.acc,
+        "how": chance.how,
+        "last_loss": float(np.median(finite[-3:])),
+        "best_vs_chance": float(np.min(smoothed)) / chance.loss,
+        "last_vs_chance": float(np.median(finite[-3:])) / chance.loss,
+        "acc": acc_last,
+        "acc_vs_chance": None if acc_last is None else acc_last / chance.acc,
+        "val_best_vs_chance": val_best,
+        "lr_evidence": told,
+        "lr_evidence_text": told_text,
+        "points": int(finite.size),
+    }
+    return Measurement(values, _unit(record, keys.TRAIN_LOSS if record.get(keys.TRAIN_LOSS) is not None else keys.STEP_LOSS))
+
+
+def _lr_schedule(req: Request) -> Measurement | Unavailable:
+    """The logged LR's shape, and whether the run stopped improving once the LR reached its floor."""
+    record = req.record
+    curve = context.lr_curve(record)
+    if curve is None:
+        return Unavailable("no learning rate was logged (step/lr/*, epoch/lr/*)")
+    key, lr = curve
+    res = signals.lr_schedule(lr.steps, lr.values)
+    if res is None:
+        return _too_short(key)
+    monitor, mode = context.monitor_of(record)
+    metric = record.get(monitor)
+    if metric is None:
+        monitor, mode, metric = keys.TRAIN_LOSS, "min", record.get(keys.TRAIN_LOSS)
+    flat_since_floor, points_since_floor, p_value = None, 0, None
+    if metric is not None and res.floor_x is not None:
+        m = context.accuracy(metric) if mode == "max" else metric
+        m = m or metric
+        x_floor = _x_in_metric_units(record, key, res.floor_x)
+        after = m.steps >= x_floor if x_floor is not None else np.zeros(m.steps.size, dtype=bool)
+        points_since_floor = int(np.isfinite(m.values[after]).sum())
+        trend = signals.trend_test(m.steps[after], m.values[after]) if points_since_floor >= 3 else None
+        if trend is not None:
+            improving = 1 if mode == "max" else -1
+            p_value = trend.p_value
+            flat_since_floor = not (trend.significant(0.05) and trend.direction == improving)
+    values = _values(
+        res,
+        series=key,
+        monitor=monitor,
+        flat_since_floor=flat_since_floor,
+        points_since_floor=points_since_floor,
+        floor_p=p_value,
+        complete=_complete(record),
+        suggested_warmup_epochs=_suggested_warmup(record),
+    )
+    return Measurement(values, _unit(record, key), res.floor_x if res.at_floor else res.peak_x)
+
+
+def _x_in_metric_units(record: RunRecord, lr_key: str, x: float) -> float | None:
+    """An x of the LR curve in the evaluation curves' unit (step-level LR on an epoch-indexed run)."""
+    if _unit(record, lr_key) == record.x_unit:
+        return x
+    steps = context.steps_per_epoch_of(record)
+    if record.x_unit == "epoch" and steps:
+        return x / steps
+    return None
+
+
+def _complete(record: RunRecord) -> bool | None:
+    """Whether the log reached the end its run planned: True/False when the log says, None when it cannot tell."""
+    if record.status == "FINISHED" or record.meta.get("stop_reason") in ("max_epochs", "early_stopping", "max_steps"):
+        return True
+    if record.status == "RUNNING":
+        return False
+    planned, last = record.meta.get("max_steps"), record.meta.get("last_step")
+    if isinstance(planned, (int, float)) and isinstance(last, (int, float)) and planned > 0:
+        return bool(last >= 0.98 * planned)
+    return None
+
+
+def _suggested_warmup(record: RunRecord) -> float | None:
+    """A warmup of a tenth of the run, in epochs (at least half an epoch); None when the run's length is unknown."""
+    epochs = context.max_epochs_of(record)
+    return None if epochs is None else max(0.5, round(0.1 * epochs, 1))
+
+
 def _still_improving(req: Request) -> Measurement | Unavailable:
+    """The monitored metric's improvement at the end; val/loss too when it is not the monitor.
+
+    Early stopping on val/acc can end a run whose val/loss is still falling at
+    every epoch: either curve still improving (by ``min_gain``, best at the
+    end) counts, and the evidence names which. How the run ended is evidence,
+    not a gate.
+    """
     record = req.record
     monitor, mode = context.monitor_of(record)
-    s = record.get(monitor)
-    if s is None:
-        return Unavailable(f"the monitored metric {monitor} was not recorded")
-    if mode == "max":
-        s = context.accuracy(s) or s
-    finite = int(np.isfinite(s.values).sum())
-    window = max(int(_param(req, "min_window", 5)), int(round(finite * float(_param(req, "window_fraction", 0.3)))))
-    res = signals.still_improving(
-        s.steps, s.values, improving=-1 if mode == "min" else 1, window=window, alpha=float(_param(req, "alpha", 0.05))
+    candidates = [(monitor, mode)]
+    if monitor != keys.VAL_LOSS and record.get(keys.VAL_LOSS) is not None:
+        candidates.append((keys.VAL_LOSS, "min"))
+    min_gain = float(_param(req, "min_gain", 0.01))
+    min_gain_other = float(_param(req, "min_gain_other", 0.05))
+    chosen = None
+    for key, key_mode in candidates:
+        s = record.get(key)
+        if s is None:
+            continue
+        if key_mode == "max":
+            s = context.accuracy(s) or s
+        finite = int(np.isfinite(s.values).sum())
+        window = max(int(_param(req, "min_window", 5)), int(round(finite * float(_param(req, "window_fraction", 0.3)))))
+        res = signals.still_improving(
+            s.steps, s.values, improving=-1 if key_mode == "min" else 1, window=window, alpha=float(_param(req, "alpha", 0.05))
+        )
+        if res is None:
+            continue
+        if chosen is None:
+            chosen = (key, res)
+        # the monitor by its own trend; the other curve only when it fell at every point of the window, by more
+        if key == monitor:
+            counts = res.improving and res.gain >= min_gain
+        else:
+            counts = res.held >= res.window - 1 and res.gain >= min_gain_other
+        if counts and res.best_at_end:
+            chosen = (key, res)
+            break
+    if chosen is None:
+        return Unavailable(f"the monitored metric {monitor} was not recorded") if record.get(monitor) is None else _too_short(monitor)
+    key, res = chosen
+    stop = record.meta.get("stop_reason")
+    known_end = stop in ("max_epochs", "max_steps", "early_stopping")
+    min_unknown = int(_param(req, "min_points_unknown_end", 5))
+    if not known_end and int(np.isfinite(record.series[key].values).sum()) < min_unknown:
+        return Unavailable(
+            f"{key} has fewer than {min_unknown} evaluations and the run does not say how it ended: too few to tell a trend"
+        )
+    ended = {
+        "max_epochs": "the run ended at its max_epochs budget",
+        "early_stopping": f"early stopping ended the run (on {monitor})",
+        "max_steps": "the run ended at its max_steps budget",
+    }.get(str(stop), "the log ends there")
+    patience = context.early_stopping_patience(record)
+    values = _values(
+        res,
+        series=key,
+        ended=ended,
+        stop_reason=stop,
+        patience_needed=2 * patience if stop == "early_stopping" and patience else None,
     )
-    if res is None:
-        return _too_short(monitor)
-    return Measurement(_values(res, series=monitor), record.x_unit, res.onset)
+    return Measurement(values, record.x_unit, res.onset)
 
 
 def _best_point(req: Request) -> Measurement | Unavailable:
@@ -249,9 +419,28 @@ def _best_point(req: Request) -> Measurement | Unavailable:
         series=monitor,
         patience=patience,
         beyond_patience=res.after - (patience or 0),
+        range_vs_noise=_range_vs_noise(s.values),
         onset=res.x,
     )
     return Measurement(values, record.x_unit, res.x)
+
+
+def _range_vs_noise(values: np.ndarray) -> float:
+    """How far the (noise-sized) smoothed curve travels, in units of its own point-to-point noise.
+
+    A curve whose whole range sits inside its noise has no meaningful best
+    point: which evaluation came out on top is chance.
+    """
+    from paramdoctor.signals.noise import noise_scale, smooth
+
+    v = values[np.isfinite(values)]
+    if v.size < 3:
+        return 0.0
+    travel = float(np.ptp(smooth(v)))
+    noise = noise_scale(v)
+    if noise <= 0.0:
+        return math.inf if travel > 0 else 0.0
+    return travel / noise
 
 
 def _divergence(req: Request) -> Measurement | Unavailable:
@@ -279,9 +468,10 @@ def _gap(req: Request) -> Measurement | Unavailable:
 
 def _near_chance(req: Request) -> Measurement | Unavailable:
     record = req.record
-    n = context.num_classes_of(record)
-    if n is None:
-        return Unavailable("the number of classes is unknown (meta num_classes / tag paramdoctor.num_classes)")
+    chance = context.chance_level(record)
+    if chance is None:
+        return Unavailable("no chance level: the number of classes is unknown and the curves show none")
+    n = chance.num_classes
     val = record.series[keys.VAL_LOSS]
     acc = context.accuracy(record.get(keys.VAL_ACC))
     res = signals.near_chance(
@@ -305,7 +495,7 @@ def _update_ratio(req: Request) -> Measurement | Unavailable:
     loss = record.get(keys.TRAIN_LOSS)
     prog = None
     if loss is not None:
-        prog = signals.progress(loss.steps, loss.values, start=_start_loss(record), num_classes=context.num_classes_of(record))
+        prog = signals.progress(loss.steps, loss.values, start=context.start_loss(record))
     return Measurement(_values(res, train_drop=None if prog is None else prog.drop), "step")
 
 
@@ -318,8 +508,15 @@ def _grad_norm(req: Request) -> Measurement | Unavailable:
     loss = record.get(keys.TRAIN_LOSS)
     prog = None
     if loss is not None:
-        prog = signals.progress(loss.steps, loss.values, start=_start_loss(record), num_classes=context.num_classes_of(record))
-    values = _values(res, loss_vs_chance=None if prog is None else prog.loss_vs_chance)
+        chance = context.chance_level(record)
+        prog = signals.progress(
+            loss.steps, loss.values, start=context.start_loss(record), num_classes=None if chance is None else chance.num_classes
+        )
+    values = _values(
+        res,
+        loss_level=None if prog is None else prog.loss_level,
+        level_text=None if prog is None else prog.level_text,
+    )
     return Measurement(values, "step", res.onset)
 
 
@@ -385,7 +582,10 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "loss_explosion",
             "growth of the loss's rolling median over its running minimum",
-            _fields(signals.Explosion, "series", "peak_vs_start", "lr_factor", "early_update_ratio"),
+            _fields(
+                signals.Explosion, "series", "peak_vs_start", "peak_vs_first", "rise_vs_first", "first", "lr_factor",
+                "early_update_ratio",
+            ),
             _explosion,
             inputs=_LOSSES,
             reads={"min_growth": 10.0, "target_update_ratio": 1e-2},
@@ -409,7 +609,10 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "train_progress",
             "how far train/loss fell from the start, its plateau test, final train/acc and the largest group update ratio",
-            _fields(signals.Progress, "update_ratio", "plateau_p", "flat", "held", "onset"),
+            _fields(
+                signals.Progress, "update_ratio", "lr_evidence", "lr_evidence_text", "warmup_running", "lr_at_floor",
+                "plateau_p", "flat", "held", "onset",
+            ),
             _progress,
             needs=(keys.TRAIN_LOSS,),
             reads={"window": 5},
@@ -417,14 +620,15 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "still_improving",
             "a significant (Mann-Kendall) improvement of the monitored metric over the last part of the run",
-            _fields(signals.Improvement, "series"),
+            _fields(signals.Improvement, "series", "ended", "stop_reason", "patience_needed"),
             _still_improving,
-            reads={"window_fraction": 0.3, "min_window": 5, "alpha": 0.05},
+            reads={"window_fraction": 0.3, "min_window": 5, "alpha": 0.05, "min_gain": 0.01, "min_gain_other": 0.05,
+                   "min_points_unknown_end": 5},
         ),
         SignalSpec(
             "best_point",
             "where the monitored metric was best, and how many evaluations came after it",
-            _fields(signals.BestPoint, "series", "patience", "beyond_patience", "onset"),
+            _fields(signals.BestPoint, "series", "patience", "beyond_patience", "range_vs_noise", "onset"),
             _best_point,
         ),
         SignalSpec(
@@ -459,7 +663,7 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "grad_norm_change",
             "growth or collapse of the global gradient norm, in orders of magnitude",
-            _fields(signals.GradNormChange, "loss_vs_chance"),
+            _fields(signals.GradNormChange, "loss_level", "level_text"),
             _grad_norm,
             needs=(keys.STEP_GRAD_NORM,),
             reads={"min_orders": 2.0},
@@ -478,6 +682,24 @@ SIGNALS: dict[str, SignalSpec] = {
             _fields(signals.DecayStrength),
             _decay,
             reads={"target_shrink": 5e-4},
+        ),
+        SignalSpec(
+            "chance_fit",
+            "training loss and accuracy against the chance level (known, or inferred from the curves), and LR evidence",
+            (
+                "num_classes", "chance_loss", "chance_acc", "how", "last_loss", "best_vs_chance", "last_vs_chance", "acc",
+                "acc_vs_chance", "val_best_vs_chance", "lr_evidence", "lr_evidence_text", "points",
+            ),
+            _chance_fit,
+        ),
+        SignalSpec(
+            "lr_schedule",
+            "the logged learning rate's shape: a warmup still running, a floor reached, and progress since the floor",
+            _fields(
+                signals.LrSchedule, "series", "monitor", "flat_since_floor", "points_since_floor", "floor_p", "complete",
+                "suggested_warmup_epochs",
+            ),
+            _lr_schedule,
         ),
         SignalSpec(
             "initial_loss",

@@ -7,6 +7,14 @@ finding, then the lower code, goes first. The first finding to change a key
 owns it: a later change to the same key is dropped and the conflict is
 explained in one sentence. The result must validate as a TrainConfig, so
 ``paramdoctor train`` accepts it as it is.
+
+The two learning rates are one decision: the finding that changes either of
+them owns both, so cuts from several findings never stack. A finding that
+says the learning rate is too high never raises it. A null
+``optimizer.backbone_lr`` is "auto" (:func:`paramdoctor.config.effective_backbone_lr`):
+a patch starts from the value it stands for, and a result that auto gives
+anyway stays null. Each change records the factor actually applied, and says
+so when a clamp made it differ from the factor the rule states.
 """
 
 from __future__ import annotations
@@ -14,13 +22,16 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from paramdoctor.config import flatten, to_tree, validate
+from paramdoctor.config import effective_backbone_lr, flatten, to_tree, validate
 from paramdoctor.config.schema import TrainConfig
 from paramdoctor.diagnosis import Change, Finding, Prescription
 from paramdoctor.engine.schema import PatchItem, Rule
 from paramdoctor.engine.stages import severity_rank, stage_name
 from paramdoctor.errors import ConfigError, RuleError
 from paramdoctor.record import RunRecord
+
+LR_KEYS = ("optimizer.lr", "optimizer.backbone_lr")
+BACKBONE_LR = "optimizer.backbone_lr"
 
 
 def starting_config(record: RunRecord, base_config: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -41,7 +52,8 @@ def prescribe(
     """Apply the fired rules' patches to the starting config; return the changes, conflicts and next config."""
     start = flatten(to_tree(starting_config(record, base_config)))
     current = dict(start)
-    owners: dict[str, tuple[Rule, Any]] = {}
+    owner_of: dict[str, Rule] = {}  # owner key (both LRs share one) -> the rule that decided it
+    changed_by: dict[str, str] = {}  # exact key -> the code of the rule that changed it
     changes: list[Change] = []
     conflicts: list[str] = []
     ordered = sorted(fired, key=lambda rf: (rf[0].stage, severity_rank(rf[0].severity), rf[0].code))
@@ -51,26 +63,31 @@ def prescribe(
         if not item.applies(start):
             continue
         old = start.get(item.key)
-        owner = owners.get(item.key)
-        if owner is not None and owner[0].code == rule.code:
+        if changed_by.get(item.key) == rule.code:
             # the rule's own later item on the key composes with its earlier one
-            new = apply_patch(item, {**start, item.key: owner[1]}, finding.evidence.values)
-            owners[item.key] = (rule, new)
+            new, note = apply_patch_detail(item, {**start, item.key: current[item.key]}, finding.evidence.values)
             current[item.key] = new
-            _replace_change(changes, item.key, new, rule.code)
+            _replace_change(changes, item.key, new, rule.code, note)
             continue
-        new = apply_patch(item, start, finding.evidence.values)
+        new, note = apply_patch_detail(item, start, finding.evidence.values)
         if _same(new, old):
             continue
-        if owner is not None:  # (two findings that ask for the same value agree: no conflict to report)
-            conflict = _conflict(item.key, old, owner, rule, new, deferred=item.defer)
-            if not _same(new, owner[1]) and conflict not in conflicts:
-                conflicts.append(conflict)
+        if rule.category == "lr_too_high" and item.key in LR_KEYS and _raises(start, item.key, new):
+            continue  # a learning rate called too high is never raised, whatever a measured factor says
+        winner = owner_of.get(_owner_key(item.key))
+        if winner is not None and winner.code != rule.code:
+            # (two findings that ask for the same value agree: no conflict to report)
+            if not _same(new, current.get(item.key)):
+                conflict = _conflict(item.key, old, winner, current.get(item.key), item.key in changed_by, rule, new, item.defer)
+                if conflict not in conflicts:
+                    conflicts.append(conflict)
             continue
-        owners[item.key] = (rule, new)
+        owner_of[_owner_key(item.key)] = rule
+        changed_by[item.key] = rule.code
         current[item.key] = new
-        changes.append(Change(key=item.key, old=old, new=new, reason=item.reason, rule=rule.code))
-    changes = [c for c in changes if not _same(c.new, c.old)]
+        changes.append(Change(key=item.key, old=old, new=new, reason=item.reason, rule=rule.code, note=note))
+    _keep_auto_backbone_lr(current, changes)
+    changes = [_with_factor(c) for c in changes if not _same(c.new, c.old)]
     current["experiment.run_name"] = None
     tree = _unflatten(current)
     try:
@@ -81,25 +98,68 @@ def prescribe(
     return Prescription(changes=changes, conflicts=conflicts, next_config=to_tree(next_config))
 
 
+def _owner_key(key: str) -> str:
+    """Keys that are one decision share an owner: both learning rates are "the learning rate"."""
+    return "optimizer.(learning rates)" if key in LR_KEYS else key
+
+
+def _raises(config: Mapping[str, Any], key: str, new: Any) -> bool:
+    old = _effective(config, key)
+    return isinstance(new, (int, float)) and isinstance(old, (int, float)) and new > old * (1 + 1e-9)
+
+
+def _effective(config: Mapping[str, Any], key: str) -> Any:
+    """The value ``key`` stands for in the flat ``config``: a null backbone LR is the auto value."""
+    value = config.get(key)
+    if key == BACKBONE_LR and value is None and config.get("optimizer.lr") is not None:
+        return effective_backbone_lr(config)
+    return value
+
+
+def _keep_auto_backbone_lr(current: dict[str, Any], changes: list[Change]) -> None:
+    """A backbone LR that was null and that the patches set to exactly what auto gives under the next config stays null."""
+    for i, change in enumerate(changes):
+        if change.key != BACKBONE_LR or change.old is not None or not isinstance(change.new, (int, float)):
+            continue
+        auto = effective_backbone_lr({**current, BACKBONE_LR: None})
+        if math.isclose(change.new, auto, rel_tol=1e-4):
+            current[BACKBONE_LR] = None
+            changes[i] = Change(change.key, None, None, change.reason, change.rule, note=change.note)
+
+
+def _with_factor(change: Change) -> Change:
+    old, new = change.old, change.new
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new))
+    factor = float(f"{new / old:.4g}") if numeric and old not in (0, 0.0) else None
+    return Change(change.key, old, new, change.reason, change.rule, factor=factor, note=change.note)
+
+
 def apply_patch(item: PatchItem, config: Mapping[str, Any], measured: Mapping[str, Any] | None = None) -> Any:
     """The value ``item`` gives its key, starting from the flat ``config`` (the key's old value when nothing applies).
 
     ``measured`` holds the finding's evidence values, where ``value_from``
     looks up its operand; a missing or non-finite one leaves the key alone.
     """
+    return apply_patch_detail(item, config, measured)[0]
+
+
+def apply_patch_detail(
+    item: PatchItem, config: Mapping[str, Any], measured: Mapping[str, Any] | None = None
+) -> tuple[Any, str]:
+    """:func:`apply_patch`, and a note when a clamp changed what the item states (empty otherwise)."""
     old = config.get(item.key)
     if item.op == "set":
-        return item.value
+        return item.value, ""
     operand = item.value
     if item.value_from is not None:
         operand = (measured or {}).get(item.value_from)
         if isinstance(operand, bool) or not isinstance(operand, (int, float)) or not math.isfinite(operand):
-            return old
-    base = old
+            return old, ""
+    base = _effective(config, item.key)
     if base is None and item.fallback_key is not None:
         base = config.get(item.fallback_key)
     if base is None:
-        return item.value if item.op == "at_most" else old
+        return (item.value if item.op == "at_most" else old), ""
     if isinstance(base, bool) or not isinstance(base, (int, float)):
         raise RuleError(f"rule patch {item.op} on {item.key}: the current value {base!r} is not a number")
     value = float(operand)  # type: ignore[arg-type]
@@ -112,22 +172,29 @@ def apply_patch(item: PatchItem, config: Mapping[str, Any], measured: Mapping[st
     else:
         raw = min(base, value)
     new = raw
-    if item.min is not None:
-        new = max(new, item.min)
-    if item.max is not None:
-        new = min(new, item.max)
+    bound = None
+    if item.min is not None and new < item.min:
+        new, bound = item.min, f"raised to the floor {item.min:g}"
+    if item.max is not None and new > item.max:
+        new, bound = item.max, f"capped at {item.max:g}"
     # a clamp must never turn a raise into a cut (or the reverse): then leave the value alone
     if (raw > base and new < base) or (raw < base and new > base):
-        new = base
+        new, bound = base, "left as it is: the clamp would reverse the change"
+    note = ""
+    if bound is not None and not math.isclose(new, raw, rel_tol=1e-9):
+        if item.op == "multiply" and base:
+            note = f"x{new / base:.3g} applied (x{value:.3g} {bound})"
+        else:
+            note = f"{_show(new)} applied ({_show(float(f'{raw:.6g}'))} {bound})"
     if isinstance(old, int) and not isinstance(old, bool) or _is_int_key(item.key):
-        return int(round(new))
-    return float(f"{new:.6g}")
+        return int(round(new)), note
+    return float(f"{new:.6g}"), note
 
 
-def _replace_change(changes: list[Change], key: str, new: Any, rule: str) -> None:
+def _replace_change(changes: list[Change], key: str, new: Any, rule: str, note: str = "") -> None:
     for i, change in enumerate(changes):
         if change.key == key and change.rule == rule:
-            changes[i] = Change(key=key, old=change.old, new=new, reason=change.reason, rule=rule)
+            changes[i] = Change(key=key, old=change.old, new=new, reason=change.reason, rule=rule, note=note)
             return
 
 
@@ -154,10 +221,16 @@ def _direction(old: Any, new: Any) -> tuple[str, str]:
     return "sets", "change"
 
 
-def _conflict(key: str, old: Any, owner: tuple[Rule, Any], loser: Rule, proposed: Any, deferred: bool = False) -> str:
-    winner, won = owner
-    verb, _ = _direction(old, won)
+def _conflict(
+    key: str, old: Any, winner: Rule, won: Any, winner_changed_key: bool, loser: Rule, proposed: Any, deferred: bool = False
+) -> str:
     _, noun = _direction(old, proposed)
+    if not winner_changed_key:  # the other learning rate: the winner decided the learning rates, this one stays
+        return (
+            f"{loser.code}'s {noun} of {key} to {_show(proposed)} was dropped: {winner.code} ({winner.category}) "
+            "already changed the learning rate; one learning-rate change per prescription"
+        )
+    verb, _ = _direction(old, won)
     if deferred:
         why = f"{loser.code}'s change of this key only accompanies its main fix and yields to any other finding"
     elif winner.stage != loser.stage:

@@ -34,6 +34,7 @@ OPS = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
 }
+LR_KEYS = ("optimizer.lr", "optimizer.backbone_lr")
 # Fields every measurement may be referred to by in an evidence template, besides its own.
 TEMPLATE_BUILTINS = ("unit", "code", "slug")
 
@@ -147,6 +148,15 @@ class PatchItem(_Strict):
             if config.get(key) not in allowed:
                 return False
         return True
+
+
+def _may_raise(item: "PatchItem") -> bool:
+    """Whether a patch item can raise its key: a factor above 1, a positive step, a floor, or a measured operand."""
+    if item.op == "at_least" or item.value_from is not None and item.op in ("multiply", "add"):
+        return True
+    if isinstance(item.value, bool) or not isinstance(item.value, (int, float)):
+        return False
+    return (item.op == "multiply" and item.value > 1) or (item.op == "add" and item.value > 0)
 
 
 class Doc(_Strict):
@@ -267,6 +277,11 @@ class Rule(_Strict):
             if self.for_.param is not None and self.for_.param not in self.params:
                 raise ValueError(f"for.param: {self.for_.param!r} is not declared under params{suggest(self.for_.param, self.params)}")
         for i, item in enumerate(self.patch):
+            if self.category == "lr_too_high" and item.key in LR_KEYS and _may_raise(item):
+                raise ValueError(
+                    f"patch[{i}]: a rule in category lr_too_high never raises the learning rate "
+                    f"({item.key} {item.op} {item.value if item.value_from is None else item.value_from})"
+                )
             if item.value_from is not None and item.value_from not in spec.fields:
                 raise ValueError(
                     f"patch[{i}].value_from: signal {self.signal} measures no {item.value_from!r}"

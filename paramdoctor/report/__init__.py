@@ -58,7 +58,11 @@ strict: a non-finite number (a NaN loss, say) is written as the string
     (e.g. ``"needs val/loss"``).
 ``prescription`` (object)
     ``patch`` (object: dotted config key -> new value), ``changes`` (array of
-    ``{key, old, new, reason, rule}``, in the order they apply), ``conflicts``
+    ``{key, old, new, reason, rule, factor, note}``, in the order they apply:
+    ``factor`` is new / old for a numeric change, the factor actually applied,
+    else null; ``note`` is empty unless a clamp made that factor differ from
+    the one the rule states, e.g. "x30 applied (x100 capped at 0.03)"; both
+    added in schema 1), ``conflicts``
     (array of strings: which change won when rules disagreed, and why),
     ``next_config`` (object: the full nested config to train next; empty when
     the run's config is unknown), ``tool`` (null for runs paramdoctor trained;

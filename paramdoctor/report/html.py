@@ -93,7 +93,7 @@ def diagnosis_html(
         parts.append("<table><tr><th>key</th><th>now</th><th>next</th><th>why</th><th>rule</th></tr>")
         parts += [
             f"<tr><td><code>{e(c.key)}</code></td><td>{e(fmt_value(c.old))}</td><td><b>{e(fmt_value(c.new))}</b></td>"
-            f"<td>{e(c.reason)}</td><td>{e(c.rule)}</td></tr>"
+            f"<td>{e(c.reason)}{f' <i>({e(c.note)})</i>' if c.note else ''}</td><td>{e(c.rule)}</td></tr>"
             for c in rx.changes
         ]
         parts.append("</table>")

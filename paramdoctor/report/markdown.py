@@ -59,7 +59,7 @@ def diagnosis_markdown(
     if rx.changes:
         out += ["| key | now | next | why | rule |", "|---|---|---|---|---|"]
         out += [
-            f"| `{c.key}` | {_md(fmt_value(c.old))} | **{_md(fmt_value(c.new))}** | {_md(c.reason)} | {c.rule} |"
+            f"| `{c.key}` | {_md(fmt_value(c.old))} | **{_md(fmt_value(c.new))}** | {_md(c.reason + (f' ({c.note})' if c.note else ''))} | {c.rule} |"
             for c in rx.changes
         ]
         out.append("")

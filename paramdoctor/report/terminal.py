@@ -139,7 +139,7 @@ def _prescription(
                 escape(fmt_value(change.old)),
                 "→",
                 escape(fmt_value(change.new)),
-                escape(change.reason),
+                escape(change.reason + (f" [{change.note}]" if change.note else "")),
                 escape(change.rule),
             )
         console.print(table)

@@ -19,15 +19,18 @@ from paramdoctor.signals.curves import (
 from paramdoctor.signals.decay import DecayStrength, decay_strength
 from paramdoctor.signals.events import Explosion, NonFinite, Spikes, explosion, first_nonfinite, spikes
 from paramdoctor.signals.levels import (
+    ChanceLevel,
     InitialLoss,
     NearChance,
     Progress,
     chance_loss,
+    infer_chance,
     initial_loss,
     near_chance,
     progress,
 )
 from paramdoctor.signals.noise import finite_xy, mad, noise_scale, rolling_median, smooth, smoothing_window
+from paramdoctor.signals.schedule import LrSchedule, lr_schedule
 from paramdoctor.signals.telemetry import (
     Drift,
     GradNormChange,
@@ -42,6 +45,8 @@ from paramdoctor.signals.trend import Improvement, Plateau, Trend, plateau, stil
 
 __all__ = [
     "BestPoint",
+    "ChanceLevel",
+    "LrSchedule",
     "DecayStrength",
     "Divergence",
     "Drift",
@@ -70,7 +75,9 @@ __all__ = [
     "first_nonfinite",
     "generalization_gap",
     "grad_norm_change",
+    "infer_chance",
     "initial_loss",
+    "lr_schedule",
     "mad",
     "near_chance",
     "noise_scale",

@@ -52,15 +52,19 @@ class Progress:
     the first epoch), ``last`` the smoothed final train/loss, ``drop`` the
     relative fall from start to last, ``best_drop`` the relative fall from
     start to the lowest smoothed point (a loss that fell and then blew up has
-    a large ``best_drop``), ``loss_vs_chance`` last / ln(C) (or last
-    / start without num_classes), ``last_acc`` the smoothed final train/acc.
+    a large ``best_drop``), ``loss_vs_chance`` last / ln(C) (None without a
+    chance level: a regression or detection loss has none), ``loss_level``
+    that ratio when known and last / start otherwise, ``level_text`` says
+    which in words, ``last_acc`` the smoothed final train/acc.
     """
 
     start: float
     last: float
     drop: float
     best_drop: float
-    loss_vs_chance: float
+    loss_vs_chance: float | None
+    loss_level: float
+    level_text: str
     last_acc: float | None
 
 
@@ -74,13 +78,85 @@ def progress(x, train_loss, *, start: float | None = None, num_classes: int | No
     ref = float(start) if start is not None and np.isfinite(start) else float(v[0])
     drop = (ref - last) / (abs(ref) or 1.0)
     best_drop = (ref - float(np.min(smoothed))) / (abs(ref) or 1.0)
-    anchor = chance_loss(num_classes) if num_classes and num_classes >= 2 else (abs(ref) or 1.0)
+    vs_chance = last / chance_loss(num_classes) if num_classes and num_classes >= 2 else None
+    if vs_chance is not None:
+        level, text = vs_chance, f"{vs_chance:.2f}x the chance-level loss ln({num_classes}) = {chance_loss(num_classes):.3g}"
+    else:
+        level = last / (abs(ref) or 1.0)
+        text = f"{level:.2f}x its starting level (no chance level: the number of classes is unknown)"
     last_acc = None
     if train_acc is not None:
         _, a = finite_xy(np.arange(np.asarray(train_acc).size), train_acc)
         if a.size:
             last_acc = float(smooth(a)[-1]) if a.size >= 5 else float(a[-1])
-    return Progress(start=ref, last=last, drop=float(drop), best_drop=float(best_drop), loss_vs_chance=last / anchor, last_acc=last_acc)
+    return Progress(
+        start=ref,
+        last=last,
+        drop=float(drop),
+        best_drop=float(best_drop),
+        loss_vs_chance=vs_chance,
+        loss_level=float(level),
+        level_text=text,
+        last_acc=last_acc,
+    )
+
+
+@dataclass(frozen=True)
+class ChanceLevel:
+    """A classifier's chance level: ``num_classes`` K, its loss ln(K) and accuracy 1/K, and how K was found."""
+
+    num_classes: int
+    loss: float
+    acc: float
+    how: str
+
+
+BINARY_BAND = (0.62, 0.76)  # a loss sitting here throughout is a binary classifier at (or near) ln 2
+
+
+def infer_chance(
+    *,
+    num_classes: int | None = None,
+    pairs: tuple = (),
+    first_loss: float | None = None,
+    flat_loss=None,
+    has_accuracy: bool = False,
+) -> ChanceLevel | None:
+    """The chance level of a run, known or inferred from its curves; None when it has none to infer.
+
+    In order: a known ``num_classes``; an (accuracy, loss) pair of curves
+    stuck together at chance (accuracy ~ 1/K and loss ~ ln K for the same K,
+    K = round(1 / median accuracy)); a loss that sits in the band around ln 2
+    all the way (``flat_loss``, a binary classifier that never left chance);
+    the first loss of a run with an accuracy curve (a fresh classification
+    head starts at ln K: K = round(exp(first loss)), K <= 20, within 3%).
+    ``pairs`` holds (name, accuracy values as fractions, loss values).
+    """
+    if num_classes is not None and num_classes >= 2:
+        return ChanceLevel(num_classes, chance_loss(num_classes), 1.0 / num_classes, "known")
+    for name, acc, loss in pairs:
+        a = np.asarray(acc, dtype=float)
+        l_ = np.asarray(loss, dtype=float)
+        a, l_ = a[np.isfinite(a)], l_[np.isfinite(l_)]
+        if a.size < 3 or l_.size < 3:
+            continue
+        m_acc, m_loss = float(np.median(a)), float(np.median(l_))
+        if not 0.0 < m_acc <= 0.55:
+            continue
+        k = int(round(1.0 / m_acc))
+        if k >= 2 and abs(m_loss - math.log(k)) <= 0.15 * math.log(k):
+            return ChanceLevel(k, math.log(k), 1.0 / k, f"{name} accuracy ~1/{k} with its loss ~ln {k}")
+    if flat_loss is not None:
+        v = np.asarray(flat_loss, dtype=float)
+        v = v[np.isfinite(v)]
+        lo, hi = BINARY_BAND
+        if v.size >= 5 and float(np.mean((v >= lo) & (v <= hi))) >= 0.9:
+            return ChanceLevel(2, math.log(2), 0.5, "the loss sits at ln 2 throughout")
+    if first_loss is not None and has_accuracy and math.isfinite(first_loss) and first_loss > 0:
+        k = int(round(math.exp(first_loss)))
+        if 2 <= k <= 20 and abs(first_loss - math.log(k)) <= 0.03 * math.log(k):
+            return ChanceLevel(k, math.log(k), 1.0 / k, f"the first loss {first_loss:.3g} ~ ln {k}")
+    return None
 
 
 @dataclass(frozen=True)

@@ -95,12 +95,14 @@ def test_a_rule_that_does_not_fire_is_a_miss(tmp_path, rules, records):
     assert [s.ok for s in card.samples] == [False, True, True]
 
 
-def test_an_expected_rule_that_was_skipped_says_why(tmp_path, rules, records):
-    # PD203 judges only runs that ran out of epochs; this healthy run stopped early
-    corpus = write_corpus(tmp_path, records, healthy_a={"fire": ["still-improving-at-end"]})
-    (miss,) = score(rules, load_samples(corpus)).misses
-    assert (miss.code, miss.slug, miss.sample) == ("PD203", "still-improving-at-end", "healthy_a")
-    assert "max_epochs" in miss.reason and miss.sentence().startswith("PD203 did not fire on healthy_a (skipped: ")
+def test_an_expected_rule_that_was_skipped_says_why(tmp_path, rules):
+    # PD303 judges only runs that started from pretrained weights; this one trained from scratch
+    scratch = synthetic.healthy()
+    scratch.config["model"]["weights"] = None
+    write_sample(tmp_path, "scratch_a", scratch, {"fire": ["backbone-drifts-from-pretrained"]})
+    (miss,) = score(rules, load_samples(tmp_path)).misses
+    assert (miss.code, miss.slug, miss.sample) == ("PD303", "backbone-drifts-from-pretrained", "scratch_a")
+    assert "pretrained" in miss.reason and miss.sentence().startswith("PD303 did not fire on scratch_a (skipped: ")
 
 
 def test_a_rule_firing_where_it_must_stay_silent_is_a_false_alarm(tmp_path, rules, records):

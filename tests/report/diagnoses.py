@@ -136,8 +136,10 @@ def check_diagnosis_shape(data: dict) -> None:
     assert set(rx) == {"patch", "changes", "conflicts", "next_config", "tool"}
     assert isinstance(rx["patch"], dict) and isinstance(rx["next_config"], dict)
     for c in rx["changes"]:
-        assert set(c) == {"key", "old", "new", "reason", "rule"}
+        assert set(c) == {"key", "old", "new", "reason", "rule", "factor", "note"}
         assert isinstance(c["key"], str) and isinstance(c["reason"], str) and isinstance(c["rule"], str)
+        assert c["factor"] is None or isinstance(c["factor"], (int, float))
+        assert isinstance(c["note"], str)
         assert rx["patch"][c["key"]] == c["new"]
     assert all(isinstance(c, str) for c in rx["conflicts"])
     tool = rx["tool"]

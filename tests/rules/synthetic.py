@@ -346,6 +346,55 @@ def _decay_overpowers(seed: int) -> RunRecord:
     return run.record()
 
 
+def _rebounds(seed: int) -> RunRecord:
+    """The loss finds a low level, then climbs 5x above it and stays there, still below where it started."""
+    run = Run(seed, epochs=16)
+    s = run.steps / STEPS_PER_EPOCH
+    level = np.where(s < 6, 0.1 + 2.2 * np.exp(-1.2 * s), 0.1 + 0.45 * (1 - np.exp(-(s - 6))))
+    run.step_loss = level * np.exp(0.1 * run.rng.standard_normal(s.size))
+    t = run.x
+    run.train_loss = np.where(t < 6, 0.1 + 2.2 * np.exp(-1.2 * t), 0.1 + 0.45 * (1 - np.exp(-(t - 6))))
+    run.config = _config(scheduler={"name": "constant"}, trainer={"max_epochs": 16})
+    return run.record()
+
+
+def _stuck_at_chance(seed: int) -> RunRecord:
+    """A binary classifier whose loss sits at ln 2 and accuracy at 50% throughout; the run does not say how many classes."""
+    run = Run(seed, epochs=12)
+    t, r = run.x, run.rng
+    run.train_loss = 0.6935 + 0.002 * r.standard_normal(t.size)
+    run.val_loss = 0.6932 + 0.002 * r.standard_normal(t.size)
+    run.train_acc = 0.5 + 0.01 * r.standard_normal(t.size)
+    run.val_acc = 0.5 + 0.015 * r.standard_normal(t.size)
+    run.step_loss = 0.6935 * np.exp(0.02 * r.standard_normal(run.steps.size))
+    del run.meta["num_classes"]
+    return run.record()
+
+
+def _warmup_never_ends(seed: int) -> RunRecord:
+    """A warmup as long as the run (the logged LR rises to the very last step)."""
+    run = Run(seed, epochs=12)
+    run.lr = 1e-3 * run.steps / (40 * STEPS_PER_EPOCH)  # a tenth-of-the-way-up warmup, as a log from another tool shows it
+    run.config = _config(scheduler={"warmup_epochs": 11.9}, trainer={"max_epochs": 12})
+    return run.record()
+
+
+def _stalls_at_lr_floor(seed: int) -> RunRecord:
+    """A step decay cuts the LR 1000x after epoch 4; the metrics stop moving for the remaining 12 epochs."""
+    run = Run(seed, epochs=16)
+    t, r = run.x, run.rng
+    s = run.steps / STEPS_PER_EPOCH
+    run.lr = np.where(s <= 4, 1e-3, 1e-6)
+    early = np.minimum(t, 4.0)
+    run.train_loss = 0.9 + 0.8 * np.exp(-0.6 * early) + 0.01 * r.standard_normal(t.size)
+    run.val_loss = 1.0 + 0.8 * np.exp(-0.6 * early) + 0.015 * r.standard_normal(t.size)
+    run.train_acc = 0.7 - 0.3 * np.exp(-0.6 * early) + 0.004 * r.standard_normal(t.size)
+    run.val_acc = 0.66 - 0.3 * np.exp(-0.6 * early) + 0.006 * r.standard_normal(t.size)
+    run.config = _config(scheduler={"name": "step", "step_size": 4, "gamma": 0.001}, trainer={"max_epochs": 16})
+    run.meta["stop_reason"] = "max_epochs"
+    return run.record()
+
+
 SICK = {
     "PD101": _nonfinite,
     "PD102": _explodes,
@@ -353,10 +402,14 @@ SICK = {
     "PD104": _oscillates,
     "PD105": _noisy_steps,
     "PD106": _val_oscillates,
+    "PD107": _rebounds,
     "PD201": _barely_moves,
     "PD202": _underfits,
     "PD203": _still_improving,
     "PD204": _best_early,
+    "PD205": _stuck_at_chance,
+    "PD207": _warmup_never_ends,
+    "PD208": _stalls_at_lr_floor,
     "PD301": _val_turns_up,
     "PD302": _gap_widens,
     "PD303": _drifts,
