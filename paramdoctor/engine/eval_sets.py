@@ -70,9 +70,12 @@ def missing_validation(record: RunRecord) -> str | None:
     curves = [k for k, s in record.series.items() if k.startswith(VAL_PREFIX) and _finite(s.values) >= MIN_POINTS]
     if curves:
         return None
-    recorded = sorted(k for k, s in record.series.items() if len(s))
+    recorded = sorted(
+        (k for k, s in record.series.items() if len(s) and not k.startswith(("telemetry/", "step/lr/", "epoch/"))),
+        key=lambda k: (not k.startswith("train/"), k),
+    )
     empty = sorted(k for k, s in record.series.items() if k.startswith(VAL_PREFIX) and len(s))
-    if not recorded:
+    if not recorded and not any(len(s) for s in record.series.values()):
         return "the run holds no curves at all (every series is missing or empty)"
     if empty:
         return (

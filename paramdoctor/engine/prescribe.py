@@ -10,7 +10,8 @@ explained in one sentence. The result must validate as a TrainConfig, so
 
 The two learning rates are one decision: the finding that changes either of
 them owns both, so cuts from several findings never stack. A finding that
-says the learning rate is too high never raises it. A null
+says the learning rate is too high never raises it, and while one (or a
+divergence, or instability) is among the findings, no other finding may. A null
 ``optimizer.backbone_lr`` is "auto" (:func:`paramdoctor.config.effective_backbone_lr`):
 a patch starts from the value it stands for, and a result that auto gives
 anyway stays null. Each change records the factor actually applied, and says
@@ -31,6 +32,7 @@ from paramdoctor.errors import ConfigError, RuleError
 from paramdoctor.record import RunRecord
 
 LR_KEYS = ("optimizer.lr", "optimizer.backbone_lr")
+STEPS_TOO_LARGE = ("lr_too_high", "diverged", "unstable")  # categories that say the steps are already too large
 BACKBONE_LR = "optimizer.backbone_lr"
 
 
@@ -59,6 +61,8 @@ def prescribe(
     ordered = sorted(fired, key=lambda rf: (rf[0].stage, severity_rank(rf[0].severity), rf[0].code))
     # deferred items (companions of a rule's main fix) come after every other item
     items = [(r, f, i) for deferred in (False, True) for r, f in ordered for i in r.patch if i.defer is deferred]
+    # a finding that the steps are too large (or blew up) forbids any other finding to raise the learning rate
+    too_high = next((r for r, _ in ordered if r.category in STEPS_TOO_LARGE), None)
     for rule, finding, item in items:
         if not item.applies(start):
             continue
@@ -72,8 +76,6 @@ def prescribe(
         new, note = apply_patch_detail(item, start, finding.evidence.values)
         if _same(new, old):
             continue
-        if rule.category == "lr_too_high" and item.key in LR_KEYS and _raises(start, item.key, new):
-            continue  # a learning rate called too high is never raised, whatever a measured factor says
         winner = owner_of.get(_owner_key(item.key))
         if winner is not None and winner.code != rule.code:
             # (two findings that ask for the same value agree: no conflict to report)
@@ -82,6 +84,17 @@ def prescribe(
                 if conflict not in conflicts:
                     conflicts.append(conflict)
             continue
+        if item.key in LR_KEYS and _raises(start, item.key, new):
+            if rule.category == "lr_too_high":
+                continue  # a learning rate called too high is never raised, whatever a measured factor says
+            if too_high is not None:
+                conflict = (
+                    f"{rule.code}'s raise of {item.key} to {_show(new)} was dropped: {too_high.code} "
+                    f"({too_high.category}) says the steps are already too large"
+                )
+                if conflict not in conflicts:
+                    conflicts.append(conflict)
+                continue
         owner_of[_owner_key(item.key)] = rule
         changed_by[item.key] = rule.code
         current[item.key] = new
