@@ -2,8 +2,13 @@
 
 Hugging Face ``trainer_state.json``, LLaMA-Factory ``trainer_log.jsonl``,
 Lightning ``metrics.csv``, Keras ``CSVLogger`` files and ``history`` JSON,
-Ultralytics ``results.csv``, and any CSV/JSONL of curves with ``--map``. The
-format is recognised from the content; every kind of bad input is one
+Ultralytics ``results.csv``, TensorBoard event files (Lightning's
+``TensorBoardLogger``, HF ``report_to="tensorboard"``), nested JSON histories,
+timm ``summary.csv``, MMEngine ``scalars.json`` and mmcv ``*.log.json``,
+Detectron2 ``metrics.json``, fastai ``history.csv``, Weights & Biases CSV
+exports, and any CSV/JSONL of curves with ``--map``. The format is recognised
+from the content; several evaluation sets keep one curve each
+(:mod:`~paramdoctor.importers.eval_sets`); every kind of bad input is one
 :class:`~paramdoctor.errors.InputError` line. :func:`normalize_metric_names`
 does the same renaming for MLflow runs logged by those tools.
 """

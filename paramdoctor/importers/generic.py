@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from paramdoctor.importers.eval_sets import with_eval_sets
 from paramdoctor.importers.names import EPOCH_COLUMNS, STEP_COLUMNS, generic_role
 from paramdoctor.importers.reading import CsvTable
 from paramdoctor.importers.rows import csv_objects, roles_for, row_from
@@ -38,6 +39,7 @@ def _parse(
     step_col = next((by_lower[c] for c in STEP_COLUMNS if c in by_lower), None)
     epoch_col = next((by_lower[c] for c in EPOCH_COLUMNS if c in by_lower), None)
     counters = {step_col, epoch_col} - {None}
-    roles = roles_for([c for c in columns if c not in counters], generic_role, mapping, path)
+    names = [c for c in columns if c not in counters]
+    roles = roles_for(names, with_eval_sets(generic_role, names), mapping, path)
     rows = [row_from(obj, roles, (step_col, epoch_col), line, f"line {line}", path) for line, obj in objects]
     return ParsedLog(tool, rows, roles, step_col=step_col, epoch_col=epoch_col, restarts=restarts)

@@ -5,14 +5,16 @@ Every ``log_metrics`` call is one row with ``epoch`` (0-based) and ``step``
 ``log_every_n_steps`` (``train_loss`` or ``train_loss_step``), one row per
 validation (``val_loss``, ``val_acc``), one at each epoch end
 (``train_loss_epoch``). ``LearningRateMonitor`` adds ``lr-<Optimizer>`` (and
-``/pgN`` per parameter group). ``hparams.yaml`` beside it holds the module's
-saved hyperparameters.
+``/pgN`` per parameter group). Several validation dataloaders log
+``val_loss/dataloader_idx_N``: one evaluation set each. ``hparams.yaml``
+beside it holds the module's saved hyperparameters.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from paramdoctor.importers.eval_sets import with_eval_sets
 from paramdoctor.importers.names import generic_role
 from paramdoctor.importers.reading import CsvTable
 from paramdoctor.importers.rows import csv_objects, read_sidecar_yaml, roles_for, row_from, scalar_config, scalar_params
@@ -20,7 +22,7 @@ from paramdoctor.importers.table import INDEX0, ParsedLog
 
 
 def parse(path: Path, table: CsvTable, mapping: dict[str, str] | None) -> ParsedLog:
-    roles = roles_for(table.header, generic_role, mapping, path)
+    roles = roles_for(table.header, with_eval_sets(generic_role, table.header), mapping, path)
     objects = csv_objects(table.header, table.rows)
     rows = [row_from(obj, roles, ("step", "epoch"), line, f"line {line}", path) for line, obj in objects]
     hparams = read_sidecar_yaml(path.parent / "hparams.yaml")

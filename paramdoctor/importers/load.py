@@ -8,14 +8,20 @@ from typing import Any, Callable
 
 from paramdoctor import keys
 from paramdoctor.errors import InputError
-from paramdoctor.importers import generic, hf_trainer, keras, lightning, llamafactory, ultralytics
+from paramdoctor.importers import (
+    detectron2, fastai, generic, hf_trainer, keras, lightning, llamafactory, mmcv_log, mmengine, nested_json, tensorboard,
+    timm, ultralytics, wandb,
+)
 from paramdoctor.importers.detect import ImportedFormat, locate_log, sniff
 from paramdoctor.importers.reading import printable, read_text
 from paramdoctor.importers.table import ParsedLog, assemble, split_runs
 from paramdoctor.record import RunRecord
 
 _MAP_KEY = re.compile(r"^(train|val|step|epoch)/[A-Za-z0-9_\-./ ]+$")
-_STANDARD_NAMES = {"trainer_state.json", "trainer_log.jsonl", "metrics.csv", "results.csv", "history.json"}
+_STANDARD_NAMES = {
+    "trainer_state.json", "trainer_log.jsonl", "metrics.csv", "results.csv", "history.json", "summary.csv", "metrics.json",
+    "history.csv",
+}
 
 _PARSERS: dict[ImportedFormat, Callable[[Path, Any, dict[str, str] | None], ParsedLog]] = {
     ImportedFormat.HF_TRAINER_STATE: hf_trainer.parse,
@@ -26,6 +32,14 @@ _PARSERS: dict[ImportedFormat, Callable[[Path, Any, dict[str, str] | None], Pars
     ImportedFormat.ULTRALYTICS_CSV: ultralytics.parse,
     ImportedFormat.CSV: generic.parse_csv,
     ImportedFormat.JSONL: lambda path, lines, mapping: generic.parse_objects(path, lines.objects, mapping),
+    ImportedFormat.JSON_HISTORY: nested_json.parse,
+    ImportedFormat.TIMM_SUMMARY: timm.parse,
+    ImportedFormat.MMENGINE_SCALARS: mmengine.parse,
+    ImportedFormat.MMCV_LOG: mmcv_log.parse,
+    ImportedFormat.DETECTRON2_METRICS: detectron2.parse,
+    ImportedFormat.FASTAI_CSV: fastai.parse,
+    ImportedFormat.WANDB_PANEL: wandb.parse_panel,
+    ImportedFormat.WANDB_HISTORY: wandb.parse_history,
 }
 
 
@@ -42,11 +56,17 @@ def load_foreign(
     recognised, and wins over the names that are.
     """
     mapping = check_mapping(mapping)
+    given = Path(path).expanduser()
     file = locate_log(path)
-    fmt, payload = sniff(read_text(file), file)
-    if fmt is ImportedFormat.PARAMDOCTOR_EXPORT:
-        return RunRecord.from_dict(payload, where=str(file))
-    log = _PARSERS[fmt](file, payload, mapping)
+    if tensorboard.is_event_file(file):
+        fmt = ImportedFormat.TENSORBOARD
+        files = tensorboard.event_files(file.parent) if given.is_dir() else [file]
+        log = tensorboard.parse(file, files, mapping)
+    else:
+        fmt, payload = sniff(read_text(file), file)
+        if fmt is ImportedFormat.PARAMDOCTOR_EXPORT:
+            return RunRecord.from_dict(payload, where=str(file))
+        log = _PARSERS[fmt](file, payload, mapping)
     if fmt is ImportedFormat.HF_TRAINER_STATE and _beside_llamafactory_log(file):
         log.tool = "llamafactory"  # LLaMA-Factory trains with HF's Trainer and leaves both files
     runs = split_runs(log)
@@ -59,13 +79,17 @@ def load_foreign(
     meta: dict[str, Any] = {**log.meta, **assembled.meta}
     meta.update(run_index=index, runs_in_file=len(runs), source_file=str(file), format=fmt.value)
     finished = meta.pop("finished", False) and index == len(runs) - 1
+    run_name = _run_name(given, file)
+    if log.run_names and len(log.run_names) == len(runs):
+        run_name = log.run_names[index]
+        meta["run_names"] = list(log.run_names)
     return RunRecord(
         series=assembled.series,
         config=dict(log.config),
         params=dict(log.params),
         tags={keys.TAG_SOURCE: log.tool},
         meta=meta,
-        run_name=_run_name(Path(path).expanduser(), file),
+        run_name=run_name,
         status="FINISHED" if finished else "UNKNOWN",
         source=log.tool,
         x_unit=assembled.x_unit,
@@ -111,6 +135,10 @@ def _run_name(given: Path, file: Path) -> str:
     if given.is_dir():
         return given.resolve().name or file.stem
     if file.name in _STANDARD_NAMES:
+        return file.resolve().parent.name or file.stem
+    if file.name == "scalars.json" and file.parent.name == "vis_data":  # MMEngine: <work_dir>/<timestamp>/vis_data/
+        return file.resolve().parent.parent.name or file.stem
+    if file.name.startswith(tensorboard.PREFIX):
         return file.resolve().parent.name or file.stem
     return file.stem
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from paramdoctor.errors import InputError
+from paramdoctor.importers.eval_sets import with_eval_sets
 from paramdoctor.importers.load import check_mapping
 from paramdoctor.importers.names import HF_SKIP, Role, generic_role, hf_role, mapped_role
 from paramdoctor.importers.reading import printable
@@ -46,6 +47,8 @@ def normalize_metric_names(
     role_of = {"hf_trainer": hf_role, "lightning": generic_role, "keras": generic_role}.get(tool or "")
     if role_of is None and not mapping:
         return dict(series_by_mlflow_key), None
+    if role_of is not None:
+        role_of = with_eval_sets(role_of, names)
     mapped_cols = set((mapping or {}).values())
     roles: dict[str, Role] = {}
     for name in sorted(names - mapped_cols):

@@ -95,6 +95,13 @@ STEP_COLUMNS = ("step", "global_step", "current_steps", "iteration", "iter", "tr
 EPOCH_COLUMNS = ("epoch", "epochs")
 
 _LIGHTNING_LR = re.compile(r"^lr-[A-Za-z0-9_]+(?:/(?P<group>[A-Za-z0-9_.\-]+))?(?P<suffix>_step|_epoch)?$")
+_LR_NAMES = frozenset(
+    {"lr", "learning_rate", "train/lr", "train/learning_rate", "optimizer/lr", "optimizer/learning_rate", "optim/lr", "opt/lr"}
+)
+_GROUP_LR = re.compile(
+    r"^(?:(?:optimizer|optim|train)/)?(?:lr|learning_rate)/(?P<group>[A-Za-z0-9_.\-]+)$|^(?P<optim>[A-Za-z0-9_\-]+)\.lr$"
+)
+_NOT_LR_SUFFIXES = ("-momentum", "-weight_decay", "-beta1", "-beta2")
 
 
 def hf_role(name: str) -> Role | None:
@@ -108,18 +115,78 @@ def hf_role(name: str) -> Role | None:
     return None
 
 
+def hf_rewritten_role(name: str) -> Role | None:
+    """A Hugging Face name after ``report_to`` rewrote it for TensorBoard or W&B: ``eval_X`` -> ``eval/X``, ``X`` -> ``train/X``."""
+    if name.startswith("eval/"):
+        return hf_role("eval_" + name[5:])
+    if name.startswith("train/"):
+        inner = name[6:]
+        return None if inner in ("epoch", "global_step") else hf_role(inner)
+    return generic_role(name)
+
+
 def generic_role(name: str) -> Role | None:
     """The role of a column name used by Lightning, Keras or a hand-written log; None when unknown."""
     lowered = name.strip().lower()
     role = GENERIC_ROLES.get(lowered) or GENERIC_ROLES.get(re.sub(r"[\s\-]+", "_", lowered))  # "Train Loss", "val-acc"
     if role is not None:
         return role
-    match = _LIGHTNING_LR.match(name.strip())
-    if match:  # LearningRateMonitor: lr-Adam, lr-AdamW/pg1, lr-SGD-momentum is not a learning rate
+    return lr_role(name)
+
+
+def lr_role(name: str) -> Role | None:
+    """A learning-rate column by any usual name, with its parameter group; None for anything else.
+
+    ``lr``, ``learning_rate``, ``train/lr``, ``optimizer/lr``, Lightning's
+    ``lr-AdamW`` and ``lr-SGD/pg1`` (``LearningRateMonitor``; its
+    ``lr-Adam-momentum`` and ``-weight_decay`` are not learning rates),
+    Ultralytics' ``lr/pg0``, MMEngine's ``<optimizer>.lr`` for several optimizers.
+    """
+    text = name.strip()
+    lowered = text.lower()
+    if lowered in _LR_NAMES:
+        return Role(LR, AUTO)
+    if lowered.endswith(_NOT_LR_SUFFIXES):
+        return None
+    match = _LIGHTNING_LR.match(text)
+    if match:  # LearningRateMonitor: lr-Adam, lr-AdamW/pg1
         level = {"_step": STEP, "_epoch": EVAL}.get(match.group("suffix") or "", AUTO)
         return Role(LR, level, keys.safe_key(match.group("group") or "default"))
-    if lowered.startswith("lr/") and len(lowered) > 3:  # Ultralytics lr/pg0
-        return Role(LR, AUTO, keys.safe_key(lowered[3:]))
+    match = _GROUP_LR.match(text)
+    if match:  # lr/pg0, optimizer/lr/pg1, generator.lr
+        return Role(LR, AUTO, keys.safe_key(match.group("group") or match.group("optim")))
+    return None
+
+
+# Validation metrics that are an accuracy (fraction or percent); anything else keeps its own name.
+_ACCURACY_METRICS = frozenset(
+    {"acc", "accuracy", "top1", "top-1", "acc1", "top1_acc", "accuracy_top1", "accuracy_top-1", "accuracy/top1", "acc/top1"}
+)
+# The metric a detection / segmentation / classification tool selects checkpoints by, most specific first.
+PRIMARY_METRICS = (
+    "acc", "bbox_AP", "coco_bbox_mAP", "bbox_mAP", "segm_AP", "coco_segm_mAP", "segm_mAP", "keypoints_AP", "coco_keypoints_mAP",
+    "pascal_voc_mAP", "voc_mAP", "mAP", "sem_seg_mIoU", "mIoU", "panoptic_seg_PQ", "coco_panoptic_PQ",
+)
+
+
+def val_metric_key(metric: str) -> str:
+    """The paramdoctor key of a validation metric: ``val/acc`` for an accuracy, else ``val/<metric>``.
+
+    Slashes inside a tool's metric name (``bbox/AP``, ``coco/bbox_mAP``) become
+    underscores, because ``val/<a>/<b>`` is the shape of an evaluation set's curve.
+    """
+    name = metric.strip()
+    if name.lower() in _ACCURACY_METRICS:
+        return keys.VAL_ACC
+    return "val/" + keys.safe_key(name.replace("/", "_"))
+
+
+def primary_metric(series_keys) -> str | None:
+    """The validation metric a tool would select checkpoints by (``val/acc``, ``val/bbox_AP``, ``val/mIoU``...), if logged."""
+    present = set(series_keys)
+    for name in PRIMARY_METRICS:
+        if f"val/{name}" in present:
+            return f"val/{name}"
     return None
 
 

@@ -111,3 +111,16 @@ def csv_objects(header: list[str], rows: list[tuple[int, list[str]]]) -> list[tu
         obj = {name: cell for name, cell in zip(header, cells) if name and cell != ""}
         out.append((line, obj))
     return out
+
+
+def loss_sum(obj: dict[str, Any], columns: list[str], line: int, path: Path) -> float | None:
+    """The sum of a line's loss components (detection logs several; the optimizer sees their sum); None when none is there."""
+    total, seen = 0.0, False
+    for col in columns:
+        try:
+            value = to_number(obj.get(col))
+        except NotANumber as exc:
+            raise InputError(f"{path}: line {line}: '{printable(col)}' is {exc}, expected a number") from None
+        if value is not None:
+            total, seen = total + value, True
+    return total if seen else None

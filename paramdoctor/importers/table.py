@@ -10,7 +10,9 @@ column (:mod:`paramdoctor.importers.names`). The rest is shared:
   evaluations at fractional epochs or several per epoch by global step;
 * **train/loss per evaluation** — when the tool logs training loss only every
   few steps (Hugging Face, LLaMA-Factory), it is the mean of the losses logged
-  since the previous evaluation, the same quantity as an epoch's mean loss.
+  since the previous evaluation, the same quantity as an epoch's mean loss;
+* **evaluation sets** — curves of named sets (``val/<set>/loss``) are listed in
+  ``meta["eval_sets"]`` (:mod:`paramdoctor.importers.eval_sets`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from paramdoctor import keys
+from paramdoctor.importers.eval_sets import finish_eval_sets
 from paramdoctor.importers.names import AUTO, EVAL, STEP, Role
 from paramdoctor.record import Series
 
@@ -50,6 +53,7 @@ class ParsedLog:
     config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     runs_splittable: bool = True
+    run_names: list[str] | None = None  # one name per run when the file names its runs (a W&B panel export)
 
 
 @dataclass
@@ -96,7 +100,7 @@ def assemble(rows: list[Row], log: ParsedLog) -> Assembled:
     val_eval = _eval_rows(rows, roles)
     roles = {col: _resolve(col, role, rows, val_eval, log, kind) for col, role in roles.items()}
     eval_rows = _eval_rows(rows, roles)
-    meta: dict[str, Any] = {"evaluations": len(eval_rows)}
+    meta: dict[str, Any] = {"evaluations": len(_one_per_evaluation(rows, eval_rows, log.step_col))}
     x_of, x_unit = _x_function(rows, eval_rows, log, kind)
 
     eval_points: dict[str, dict[float, float]] = {}
@@ -131,6 +135,9 @@ def assemble(rows: list[Row], log: ParsedLog) -> Assembled:
         else:  # nothing was evaluated: the logged training losses are the only curve
             x_unit = "step"
             series[keys.TRAIN_LOSS] = series[keys.STEP_LOSS]
+    eval_sets = finish_eval_sets(series, [role.eval_key() or "" for role in roles.values()])
+    if eval_sets:
+        meta["eval_sets"] = eval_sets
     meta.update(_facts(rows, series, log, kind))
     return Assembled(series, x_unit, meta)
 
@@ -180,7 +187,7 @@ def _x_function(
     """How a row index maps to the evaluation x, and its unit."""
     ecol, scol = log.epoch_col, log.step_col
     if ecol and eval_rows and all(ecol in rows[i].values for i in eval_rows):
-        epochs = [rows[i].values[ecol] for i in eval_rows]
+        epochs = [rows[i].values[ecol] for i in _one_per_evaluation(rows, eval_rows, scol)]
         if kind == PROGRESS:
             rounded = [round(e) for e in epochs]
             ok = all(abs(e - r) <= _NEAR_INTEGER and r >= 1 for e, r in zip(epochs, rounded))
@@ -205,6 +212,17 @@ def _x_function(
             ordinal[i] = float(count)
     unit = "epoch" if not ecol and not scol else "step"
     return ordinal.get, unit
+
+
+def _one_per_evaluation(rows: list[Row], eval_rows: list[int], scol: str | None) -> list[int]:
+    """Eval rows less those that continue the previous one at the same step (one row per evaluation set, HF)."""
+    kept: list[int] = []
+    for i in eval_rows:
+        step = rows[i].values.get(scol) if scol else None
+        if kept and step is not None and rows[kept[-1]].values.get(scol) == step:  # type: ignore[arg-type]
+            continue
+        kept.append(i)
+    return kept
 
 
 def _rounded(value: float | None) -> float | None:

@@ -30,7 +30,7 @@ METRICS_PER_BATCH = 1000
 MAX_PARAM_KEY = 250
 MAX_PARAM_VALUE = 6000
 _META_TAGS = ("format", "run_index", "runs_in_file", "best_metric", "best_model_checkpoint", "best_global_step",
-              "max_steps", "max_epochs", "evaluations", "peak_lr")
+              "max_steps", "max_epochs", "evaluations", "peak_lr", "x_axis")
 
 
 def tracking_uri() -> str:
@@ -70,6 +70,9 @@ def prepare(record: RunRecord) -> PreparedRun:
         value = record.meta.get(name)
         if value is not None and not isinstance(value, (dict, list)):
             tags[TAG_IMPORT_PREFIX + name] = str(value)[:MAX_PARAM_VALUE]
+    eval_sets = record.meta.get("eval_sets")
+    if isinstance(eval_sets, list) and eval_sets:
+        tags[TAG_IMPORT_PREFIX + "eval_sets"] = ",".join(str(s) for s in eval_sets)[:MAX_PARAM_VALUE]
     source_file = record.meta.get("source_file")
     if source_file:
         tags[TAG_IMPORT_PREFIX + "file"] = Path(str(source_file)).name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -41,13 +42,31 @@ HOSTILE = {
     "bad_middle_line.jsonl": '{"current_steps": 1, "total_steps": 3, "loss": 1}\nnot json\n{"current_steps": 2}\n',
     "array_lines.jsonl": '{"a": 1}\n[1, 2]\n',
     "inf_epoch.csv": "epoch,loss,val_loss\ninf,1,1\n",
+    # the formats detected by their content
+    "timm_word.csv": "epoch,train_loss,eval_loss,eval_top1\n0,1.0,oops,50\n",
+    "fastai_word.csv": "epoch,train_loss,valid_loss,accuracy,time\n0,1.0,1.1,high,00:01\n",
+    "fastai_too_many.csv": "epoch,train_loss,valid_loss,time\n0,1,2,3,00:01\n",
+    "wandb_panel_word.csv": '"Step","r - val/loss","r - val/loss__MIN","r - val/loss__MAX"\n"1","x","1","1"\n',
+    "wandb_panel_no_values.csv": '"Step","r - val/loss","r - val/loss__MIN","r - val/loss__MAX"\n"1","","",""\n',
+    "wandb_history_step_word.csv": "_step,_runtime,train/global_step,eval/loss\n0,1,ten,1.0\n",
+    "mmengine_word.json": '{"lr": 0.1, "loss": "nan?", "data_time": 0, "time": 0, "iter": 1, "step": 1}\n{"lr": 0.1, "loss": 1, "data_time": 0, "time": 0, "iter": 2, "step": 2}\n',
+    "mmengine_val_step_list.json": '{"lr": 0.1, "loss": 1, "data_time": 0, "time": 0, "iter": 1, "step": 1}\n{"accuracy/top1": 50, "step": [1]}\n',
+    "mmcv_epoch_word.json": '{"mode": "train", "epoch": "one", "iter": 1, "loss": 1}\n{"mode": "val", "epoch": 1, "iter": 1, "bbox_mAP": 0.1}\n',
+    "mmcv_no_curves.json": '{"env_info": "x"}\n{"mode": "train", "epoch": 1, "iter": 1, "time": 1}\n',
+    "detectron2_iteration_huge.json": '{"iteration": 1e300, "total_loss": 1}\n{"iteration": 2, "total_loss": 1}\n',
+    "detectron2_loss_object.json": '{"iteration": 1, "total_loss": {"a": 1}}\n{"iteration": 2, "total_loss": 1}\n',
+    "nested_history_not_lists.json": '{"history": {"loss": [1, 2], "val_loss": 5}}',
+    "nested_metrics_word.json": '{"epochs": [1, 2], "metrics": {"loss": [1, "x"]}}',
+    "nested_epochs_words.json": '{"epochs": ["a", "b"], "metrics": {"loss": [1, 2]}}',
+    "nested_splits_nested.json": '{"train": {"loss": [[1]]}, "val": {"loss": [1]}}',
+    "fake_event_header.bin": "\x18\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00brain.Event:2 and then nothing",
 }
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_text_is_one_input_error_naming_the_file(tmp_path, name):
     path = tmp_path / name
-    path.write_text(HOSTILE[name])
+    path.write_bytes(HOSTILE[name].encode("latin-1") if name.endswith(".bin") else HOSTILE[name].encode())
     with pytest.raises(InputError) as info:
         load_foreign(path)
     message = str(info.value)
@@ -121,11 +140,14 @@ def test_a_last_line_cut_short_while_writing_is_dropped(tmp_path):
 
 _FUZZ = settings(max_examples=int(os.environ.get("PARAMDOCTOR_FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _SEEDS = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".csv", ".log"))
+_EVENT_SEEDS = sorted(p for p in FIXTURES.rglob("events.out.tfevents.*") if p.is_file())
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(
         ["log_history", "step", "epoch", "loss", "eval_loss", "eval_accuracy", "learning_rate", "current_steps",
-         "total_steps", "val_loss", "accuracy", "format", "x"]), children, max_size=5),
+         "total_steps", "val_loss", "accuracy", "format", "x", "history", "metrics", "epochs", "train", "val",
+         "iteration", "total_loss", "loss_cls", "bbox/AP", "iter", "data_time", "time", "mode", "lr", "accuracy/top1",
+         "eval_a_loss", "eval_a_runtime", "val_loss/dataloader_idx_0"]), children, max_size=5),
     max_leaves=30,
 )
 
@@ -185,3 +207,37 @@ def test_fuzz_mutated_fixtures(seed, mutations, run_index):
 @given(st.dictionaries(st.sampled_from(["train/loss", "val/loss", "val/acc", "step/loss", "bad key", "val/x"]), st.text(max_size=12), max_size=3))
 def test_fuzz_mappings(mapping):
     _outcome((FIXTURES / "custom_curves.csv").read_bytes(), "curves.csv", mapping=mapping)
+
+
+@_FUZZ
+@given(
+    st.sampled_from(_EVENT_SEEDS),
+    st.lists(st.tuples(st.sampled_from(["cut", "flip", "insert"]), st.floats(0, 1), st.binary(min_size=1, max_size=8)), min_size=1, max_size=3),
+)
+def test_fuzz_mutated_event_files(seed, mutations):
+    data = seed.read_bytes()
+    for op, where, chunk in mutations:
+        at = int(where * len(data))
+        if op == "cut":
+            data = data[:at]
+        elif op == "flip" and data:
+            at = min(at, len(data) - 1)
+            data = data[:at] + bytes([data[at] ^ chunk[0]]) + data[at + 1 :]
+        else:
+            data = data[:at] + chunk + data[at:]
+    _outcome(data, seed.name)
+
+
+def _record(payload: bytes) -> bytes:
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    header = struct.pack("<Q", len(payload))
+    return header + struct.pack("<I", masked_crc32c(header)) + payload + struct.pack("<I", masked_crc32c(payload))
+
+
+@_FUZZ
+@given(st.lists(st.binary(max_size=60), max_size=6))
+def test_fuzz_event_records_with_valid_checksums_and_random_payloads(payloads):
+    """Framing and checksums pass, so the protobuf and tensor decoders see arbitrary bytes."""
+    first = _record(b"\x09" + b"\x00" * 8 + b"\x1a\x0dbrain.Event:2")  # wall_time, file_version
+    _outcome(first + b"".join(_record(p) for p in payloads), "events.out.tfevents.1.host")

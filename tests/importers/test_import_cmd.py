@@ -103,3 +103,27 @@ def test_fractional_positions_are_refused_before_anything_is_created(tracking_ur
     with pytest.raises(InputError, match="not a whole epoch number"):
         log_record(record, experiment="x")
     assert not Path(tmp_path / "mlflow.db").exists()
+
+
+def test_import_tensorboard_folder_with_two_eval_sets(store_uri):
+    result = _invoke(str(FIXTURES / "hf_two_eval_sets" / "runs"), "--experiment", "glue")
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.strip().splitlines()[-1]
+    client = MlflowClient(store_uri)
+    run = client.get_run(run_id)
+    assert run.data.tags[keys.TAG_SOURCE] == "hf_trainer" and run.data.tags["paramdoctor.import.format"] == "tensorboard"
+    assert run.data.tags["paramdoctor.import.eval_sets"] == "mnli,mnli-mm"
+    assert {"val/mnli/loss", "val/mnli/acc", "val/mnli-mm/loss", "val/mnli-mm/acc"} <= set(run.data.metrics)
+    history = sorted(client.get_metric_history(run_id, "val/mnli-mm/acc"), key=lambda m: m.step)
+    assert [(m.step, round(m.value, 4)) for m in history] == [(2, 0.695), (4, 0.73)]
+    assert run.data.params["learning_rate"] == "0.002"
+    [artifact] = client.list_artifacts(run_id)
+    assert artifact.path.startswith("events.out.tfevents.")
+
+
+def test_import_detection_log_keeps_its_monitor(store_uri):
+    result = _invoke(str(FIXTURES / "detectron2_out"))
+    assert result.exit_code == 0, result.output
+    run = MlflowClient(store_uri).get_run(result.stdout.strip().splitlines()[-1])
+    assert run.data.tags[keys.TAG_MONITOR] == "val/bbox_AP" and run.data.tags[keys.TAG_MODE] == "max"
+    assert run.data.tags[keys.TAG_SOURCE] == "detectron2" and "val/bbox_AP50" in run.data.metrics
