@@ -79,6 +79,25 @@ TAG_PARENT_RUN = "mlflow.parentRunId"
 
 _SAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
 
+# Which way a metric improves, read from its name (the last path part, lowercased). Checked in order:
+# a loss is "min"; then a name with a score word is "max"; then one with an error word is "min". Unknown: None.
+_MIN_WORDS = re.compile(r"loss|err|mse|mae|rmse|wer|cer|perplexity|ppl|nll|dist|miss|fpr")
+_MAX_WORDS = re.compile(
+    r"acc|f1|auc|prec|recall|iou|map|dice|cos|sim|score|r2|bleu|rouge|mrr|hits|top1|top5|ap$|ap\d|^ap_|ssim|psnr|kappa|mcc"
+)
+
+
+def metric_mode(name: str) -> str | None:
+    """"min" for a loss or error metric, "max" for a score, None when the name does not say (``val/cer`` -> "min")."""
+    last = name.rsplit("/", 1)[-1].lower()
+    if "loss" in last:
+        return "min"
+    if _MAX_WORDS.search(last):
+        return "max"
+    if _MIN_WORDS.search(last):
+        return "min"
+    return None
+
 
 def safe_key(name: str) -> str:
     """Make a layer or group name usable inside an MLflow metric key."""

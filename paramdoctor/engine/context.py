@@ -20,13 +20,32 @@ TINY_UPDATE_RATIO = 1e-4
 
 
 def monitor_of(record: RunRecord) -> tuple[str, str]:
-    """The monitored metric and its mode ("min"/"max"): meta, then config, then tags, then val/loss."""
-    monitor = record.meta.get("monitor") or _config_get(record, "early_stopping.monitor") or record.tags.get(keys.TAG_MONITOR)
-    if not monitor or record.get(str(monitor)) is None:
-        monitor = keys.VAL_LOSS if record.get(keys.VAL_LOSS) is not None else keys.VAL_ACC
-    monitor = str(monitor)
-    mode = "min" if monitor.endswith("loss") else "max"
-    return monitor, mode
+    """The monitored metric and its mode ("min"/"max").
+
+    The run's own choice first (meta, then the paramdoctor config, then tags),
+    when that curve was recorded; else what a practitioner would watch:
+    val/acc, else a validation score (a val/ metric whose name says higher is
+    better: f1, mAP, IoU, ...), else val/loss, else a validation error (cer,
+    wer, mae, ...). The mode is the one the
+    run states, else read from the metric's name (``val/cer`` is "min").
+    """
+    stated = record.meta.get("monitor") or _config_get(record, "early_stopping.monitor") or record.tags.get(keys.TAG_MONITOR)
+    monitor = str(stated) if stated and record.get(str(stated)) is not None else None
+    if monitor is None:
+        others = [k for k in record.keys_with_prefix("val/") if k.count("/") == 1 and k not in (keys.VAL_ACC, keys.VAL_LOSS)]
+        scores = [k for k in others if keys.metric_mode(k) == "max"]
+        errors = [k for k in others if keys.metric_mode(k) == "min"]
+        for key in (keys.VAL_ACC, *scores, keys.VAL_LOSS, *errors):
+            if record.get(key) is not None:
+                monitor = key
+                break
+    monitor = monitor or keys.VAL_LOSS
+    mode = None
+    if monitor == stated:
+        mode = record.meta.get("mode") or _config_get(record, "early_stopping.mode") or record.tags.get(keys.TAG_MODE)
+    if mode not in ("min", "max"):
+        mode = keys.metric_mode(monitor) or ("min" if monitor.endswith("loss") else "max")
+    return monitor, str(mode)
 
 
 def num_classes_of(record: RunRecord) -> int | None:
@@ -40,7 +59,8 @@ def chance_level(record: RunRecord) -> "signals.ChanceLevel | None":
         acc, loss = accuracy(record.get(acc_key)), record.get(loss_key)
         if acc is not None and loss is not None:
             pairs.append((name, acc.values, loss.values))
-    guess = record.source not in NO_CHANCE_SOURCES
+    # a detection or language-model loss has no chance level, unless the run also logs a classifier's accuracy
+    guess = record.source not in NO_CHANCE_SOURCES or bool(pairs)
     loss = record.get(keys.TRAIN_LOSS) or record.get(keys.STEP_LOSS)
     return signals.infer_chance(
         num_classes=num_classes_of(record),

@@ -394,9 +394,17 @@ def _still_improving(req: Request) -> Measurement | Unavailable:
         "max_steps": "the run ended at its max_steps budget",
     }.get(str(stop), "the log ends there")
     patience = context.early_stopping_patience(record)
+    chance = context.chance_level(record)
+    train = record.get(keys.TRAIN_LOSS) or record.get(keys.STEP_LOSS)
+    at_chance = None
+    if chance is not None and train is not None and np.isfinite(train.values).sum() >= 3:
+        from paramdoctor.signals.noise import smooth
+
+        at_chance = bool(float(np.min(smooth(train.values[np.isfinite(train.values)]))) >= 0.85 * chance.loss)
     values = _values(
         res,
         series=key,
+        train_at_chance=at_chance,
         ended=ended,
         stop_reason=stop,
         patience_needed=2 * patience if stop == "early_stopping" and patience else None,
@@ -420,9 +428,18 @@ def _best_point(req: Request) -> Measurement | Unavailable:
         patience=patience,
         beyond_patience=res.after - (patience or 0),
         range_vs_noise=_range_vs_noise(s.values),
+        loss_rose=_loss_rose(monitor, mode, s.values, res.value),
         onset=res.x,
     )
     return Measurement(values, record.x_unit, res.x)
+
+
+def _loss_rose(monitor: str, mode: str, values: np.ndarray, best: float) -> bool:
+    """Whether a monitored loss ended 10% or more above its best: a run that got worse is PD301's, not PD204's."""
+    finite = values[np.isfinite(values)]
+    if mode != "min" or not monitor.endswith("loss") or finite.size < 3:
+        return False
+    return bool(float(np.median(finite[-3:])) >= best + 0.1 * abs(best))
 
 
 def _range_vs_noise(values: np.ndarray) -> float:
@@ -620,7 +637,7 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "still_improving",
             "a significant (Mann-Kendall) improvement of the monitored metric over the last part of the run",
-            _fields(signals.Improvement, "series", "ended", "stop_reason", "patience_needed"),
+            _fields(signals.Improvement, "series", "train_at_chance", "ended", "stop_reason", "patience_needed"),
             _still_improving,
             reads={"window_fraction": 0.3, "min_window": 5, "alpha": 0.05, "min_gain": 0.01, "min_gain_other": 0.05,
                    "min_points_unknown_end": 5},
@@ -628,7 +645,7 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "best_point",
             "where the monitored metric was best, and how many evaluations came after it",
-            _fields(signals.BestPoint, "series", "patience", "beyond_patience", "range_vs_noise", "onset"),
+            _fields(signals.BestPoint, "series", "patience", "beyond_patience", "range_vs_noise", "loss_rose", "onset"),
             _best_point,
         ),
         SignalSpec(

@@ -126,7 +126,8 @@ def infer_chance(
 
     In order: a known ``num_classes``; an (accuracy, loss) pair of curves
     stuck together at chance (accuracy ~ 1/K and loss ~ ln K for the same K,
-    K = round(1 / median accuracy)); a loss that sits in the band around ln 2
+    K = round(1 / median accuracy); or, with many classes, K = round(exp(median
+    loss)) and an accuracy of at most 1.5/K); a loss that sits in the band around ln 2
     all the way (``flat_loss``, a binary classifier that never left chance);
     the first loss of a run with an accuracy curve (a fresh classification
     head starts at ln K: K = round(exp(first loss)), K <= 20, within 3%).
@@ -141,18 +142,24 @@ def infer_chance(
         if a.size < 3 or l_.size < 3:
             continue
         m_acc, m_loss = float(np.median(a)), float(np.median(l_))
-        if not 0.0 < m_acc <= 0.55:
+        if not 0.0 <= m_acc <= 0.55:
             continue
-        k = int(round(1.0 / m_acc))
-        if k >= 2 and abs(m_loss - math.log(k)) <= 0.15 * math.log(k):
-            return ChanceLevel(k, math.log(k), 1.0 / k, f"{name} accuracy ~1/{k} with its loss ~ln {k}")
+        if m_acc > 0:
+            k = int(round(1.0 / m_acc))
+            if k >= 2 and abs(m_loss - math.log(k)) <= 0.15 * math.log(k):
+                return ChanceLevel(k, math.log(k), 1.0 / k, f"{name} accuracy ~1/{k} with its loss ~ln {k}")
+        # no better than chance with many classes: the loss says K, the accuracy must agree (at most 1.5/K)
+        if m_loss > math.log(2) and m_loss < math.log(1e5):
+            k = int(round(math.exp(m_loss)))
+            if k >= 3 and m_acc <= 1.5 / k:
+                return ChanceLevel(k, math.log(k), 1.0 / k, f"{name} loss ~ln {k} with accuracy {m_acc:.2g} (~1/{k})")
     if flat_loss is not None:
         v = np.asarray(flat_loss, dtype=float)
         v = v[np.isfinite(v)]
         lo, hi = BINARY_BAND
         if v.size >= 5 and float(np.mean((v >= lo) & (v <= hi))) >= 0.9:
             return ChanceLevel(2, math.log(2), 0.5, "the loss sits at ln 2 throughout")
-    if first_loss is not None and has_accuracy and math.isfinite(first_loss) and first_loss > 0:
+    if first_loss is not None and has_accuracy and math.isfinite(first_loss) and 0 < first_loss < math.log(21):
         k = int(round(math.exp(first_loss)))
         if 2 <= k <= 20 and abs(first_loss - math.log(k)) <= 0.03 * math.log(k):
             return ChanceLevel(k, math.log(k), 1.0 / k, f"the first loss {first_loss:.3g} ~ ln {k}")

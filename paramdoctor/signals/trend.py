@@ -115,8 +115,8 @@ class Improvement:
 
     ``gain`` is the Theil-Sen improvement over the window as a fraction of the
     curve's level (positive = better). ``improving`` is a significant
-    Mann-Kendall trend in the better direction (``p_value``) when the window
-    has at least 5 points; for a shorter run no rank test can be significant,
+    Mann-Kendall trend in the better direction (``p_value``, one-sided: the
+    question has a direction) when the window has at least 5 points; for a shorter run no rank test can be significant,
     so it means every point of the window improved on the one before
     (``p_value`` is then None). ``held`` counts the improvements in a row at the
     end, ``best_at_end`` whether the best value lies in the last two points.
@@ -151,8 +151,9 @@ def still_improving(x, values, *, improving: int = -1, window: int = 5, alpha: f
         else:
             break
     if window >= 5:
-        p_value: float | None = t.p_value
-        is_improving = bool(t.significant(alpha) and t.direction == improving)
+        # "still improving?" is a one-sided question: half the two-sided p when the trend points the better way
+        p_value: float | None = t.p_value / 2 if t.direction == improving else 1.0 - t.p_value / 2
+        is_improving = bool(p_value <= alpha)
     else:
         p_value = None
         is_improving = held >= window - 1

@@ -113,10 +113,11 @@ def test_evidence_speaks_in_steps_for_step_indexed_evaluations(rules):
 
 
 def test_findings_are_ordered_by_severity_then_stage(rules):
-    d = diagnose(synthetic.sick("PD201"), rules)  # lr_too_low, gradients and undertrained together
+    d = diagnose(synthetic.sick("PD201"), rules)  # lr_too_low and gradients together
     keys = [(SEVERITIES.index(f.severity), stage_of(f.category), f.code) for f in d.findings]
     assert keys == sorted(keys)
-    assert [f.code for f in d.findings] == ["PD404", "PD201", "PD203"]  # gradients (stability) before fitting
+    # gradients (stability) before fitting; no PD203: a run still at chance level is not "nearly there"
+    assert [f.code for f in d.findings] == ["PD404", "PD201"]
 
 
 def test_a_finding_carries_numbers_doc_and_onset(rules):
