@@ -123,7 +123,7 @@ def _nonfinite(req: Request) -> Measurement | Unavailable:
 
 def _explosion(req: Request) -> Measurement | Unavailable:
     s = req.record.series[req.series]
-    half = 5 if req.series == keys.STEP_LOSS else 1
+    half = max(5, len(s) // 50) if req.series == keys.STEP_LOSS else 1  # wider for long, noisy step curves
     res = signals.explosion(s.steps, s.values, factor=float(_param(req, "min_growth", 10.0)), half_width=half)
     if res is None:
         return _too_short(req.series)
@@ -159,14 +159,48 @@ def _spikes(req: Request) -> Measurement | Unavailable:
 
 def _oscillation(req: Request) -> Measurement | Unavailable:
     s = req.record.series[req.series]
+    if req.series == keys.TRAIN_LOSS and _same_as_step_loss(req.record):
+        return Unavailable("train/loss here is the per-step loss (the log has no evaluations): its noise is PD105's to judge")
     improving = 1 if req.series.endswith("acc") else -1
     if improving > 0:
         s = context.accuracy(s) or s
     res = signals.oscillation(s.steps, s.values, improving=improving)
     if res is None:
         return _too_short(req.series)
-    values = _values(res, series=req.series, **_batch_growth(req))
+    spikes = signals.isolated_spikes(s.steps, s.values) if improving < 0 else None
+    spiky = spikes is not None and (spikes.count >= 2 or spikes.max_ratio >= 8.0)
+    points = int(np.isfinite(s.values).sum())
+    values = _values(res, series=req.series, spiky=spiky, swing_rate=res.held / points if points else 0.0, **_batch_growth(req))
     return Measurement(values, _unit(req.record, req.series), res.onset)
+
+
+def _same_as_step_loss(record: RunRecord) -> bool:
+    train, step = record.get(keys.TRAIN_LOSS), record.get(keys.STEP_LOSS)
+    return (
+        train is not None
+        and step is not None
+        and train.values.size == step.values.size
+        and bool(np.array_equal(train.values, step.values, equal_nan=True))
+    )
+
+
+def _isolated_spikes(req: Request) -> Measurement | Unavailable:
+    """Isolated spikes on the epoch-level losses: the series with the most (then the worst) spikes."""
+    record = req.record
+    ratio = float(_param(req, "min_ratio", 3.0))
+    best = None
+    for key in (keys.VAL_LOSS, keys.TRAIN_LOSS):
+        s = record.get(key)
+        if s is None:
+            continue
+        res = signals.isolated_spikes(s.steps, s.values, ratio=ratio)
+        if res is not None and (best is None or (res.count, res.max_ratio) > (best[1].count, best[1].max_ratio)):
+            best = (key, res)
+    if best is None:
+        return Unavailable("needs train/loss or val/loss with at least 5 positive points")
+    key, res = best
+    spiky = res.count >= int(_param(req, "min_spikes", 2)) or res.max_ratio >= float(_param(req, "single_ratio", 8.0))
+    return Measurement(_values(res, series=key, spiky=spiky), _unit(record, key), res.onset)
 
 
 def _batch_growth(req: Request) -> dict[str, Any]:
@@ -618,7 +652,7 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "oscillation",
             "swing of a curve around its monotone trend",
-            _fields(signals.Oscillation, "series", "train_samples", "batch_growth", "lr_scale"),
+            _fields(signals.Oscillation, "series", "spiky", "swing_rate", "train_samples", "batch_growth", "lr_scale"),
             _oscillation,
             inputs=_CURVES + (keys.STEP_LOSS,),
             reads={"batch_growth": 8.0, "max_batch": 256},
@@ -717,6 +751,13 @@ SIGNALS: dict[str, SignalSpec] = {
                 "suggested_warmup_epochs",
             ),
             _lr_schedule,
+        ),
+        SignalSpec(
+            "isolated_spikes",
+            "points of val/loss or train/loss that jump far above their neighbours and come back",
+            _fields(signals.IsolatedSpikes, "series", "spiky"),
+            _isolated_spikes,
+            reads={"min_ratio": 3.0, "min_spikes": 2, "single_ratio": 8.0},
         ),
         SignalSpec(
             "initial_loss",

@@ -17,7 +17,16 @@ from paramdoctor.signals.curves import (
     oscillation,
 )
 from paramdoctor.signals.decay import DecayStrength, decay_strength
-from paramdoctor.signals.events import Explosion, NonFinite, Spikes, explosion, first_nonfinite, spikes
+from paramdoctor.signals.events import (
+    Explosion,
+    IsolatedSpikes,
+    NonFinite,
+    Spikes,
+    explosion,
+    first_nonfinite,
+    isolated_spikes,
+    spikes,
+)
 from paramdoctor.signals.levels import (
     ChanceLevel,
     InitialLoss,
@@ -55,6 +64,7 @@ __all__ = [
     "GradNormChange",
     "Improvement",
     "InitialLoss",
+    "IsolatedSpikes",
     "NearChance",
     "NonFinite",
     "Oscillation",
@@ -77,6 +87,7 @@ __all__ = [
     "grad_norm_change",
     "infer_chance",
     "initial_loss",
+    "isolated_spikes",
     "lr_schedule",
     "mad",
     "near_chance",

@@ -74,10 +74,11 @@ class Divergence:
     evaluation cannot move it; the quoted values are raw: ``best_val_loss`` the
     lowest point around that minimum, ``last_val_loss`` the median of the last
     three points. ``rise`` is the relative rise between the two, ``train_drop``
-    the relative fall of train/loss over the same stretch, ``held`` the number
-    of trailing points whose val/loss sits above the minimum by more than twice
-    the noise (a sustained rise, not one point), ``onset`` the first point
-    after the minimum.
+    the relative fall of train/loss over the same stretch (raw: its median
+    around the minimum against its last three points), ``held`` the number of
+    trailing points whose val/loss sits above the minimum by more than the
+    noise (a sustained rise, not one point), ``onset`` the first point after
+    the minimum.
     """
 
     best_x: float
@@ -106,12 +107,13 @@ def divergence_onset(x, train_loss, val_loss) -> Divergence | None:
     best = float(np.min(v[max(b - 1, 0) : b + 2]))
     last = float(np.median(v[max(b, v.size - 3) :]))
     rise = (last - best) / (abs(best) or 1.0)
-    train_scale = abs(float(st[b])) or 1.0
-    train_drop = (float(st[b]) - float(np.median(t[max(b, t.size - 3) :]))) / train_scale
+    # the training loss where validation was best (raw, around that point) against its last three points
+    train_at_best = float(np.median(t[max(b - 1, 0) : b + 2]))
+    train_drop = (train_at_best - float(np.median(t[max(b, t.size - 3) :]))) / (abs(train_at_best) or 1.0)
     noise = noise_scale(v)
     held = 0
     for value in v[::-1][: v.size - 1 - b]:
-        if value > best + 2.0 * noise:
+        if value > best + 1.0 * noise:
             held += 1
         else:
             break

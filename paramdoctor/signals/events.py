@@ -134,3 +134,42 @@ def explosion(x, values, *, factor: float = 10.0, half_width: int = 2) -> Explos
         onset=float(x[above[0]]) if above.size else None,
     )
 
+
+
+@dataclass(frozen=True)
+class IsolatedSpikes:
+    """Points of a curve that jump far above their neighbours and come back: a loss that spikes.
+
+    A spike is a point at least ``ratio`` times the median of its neighbours
+    (``half_width`` on each side, itself left out) that is also higher than
+    the point before it (the steep fall at the start of training is not a
+    spike). ``count`` spikes, the worst ``max_ratio``, ``onset`` the x of the
+    first; ``held`` is ``count`` (the persistence count).
+    """
+
+    n: int
+    count: int
+    max_ratio: float
+    onset: float | None
+    held: int
+
+
+def isolated_spikes(x, values, *, ratio: float = 3.0, half_width: int = 2) -> IsolatedSpikes | None:
+    """Isolated upward spikes of a positive curve; None with fewer than 5 finite points or a non-positive value."""
+    x, v = finite_xy(x, values)
+    n = v.size
+    if n < 5 or np.any(v <= 0):
+        return None
+    ratios = np.ones(n)
+    for i in range(1, n):
+        neighbours = np.concatenate((v[max(0, i - half_width) : i], v[i + 1 : i + 1 + half_width]))
+        if v[i] > v[i - 1]:
+            ratios[i] = v[i] / float(np.median(neighbours))
+    hits = np.nonzero(ratios >= ratio)[0]
+    return IsolatedSpikes(
+        n=int(n),
+        count=int(hits.size),
+        max_ratio=float(np.max(ratios)),
+        onset=float(x[hits[0]]) if hits.size else None,
+        held=int(hits.size),
+    )

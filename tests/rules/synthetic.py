@@ -358,6 +358,15 @@ def _rebounds(seed: int) -> RunRecord:
     return run.record()
 
 
+def _val_spikes(seed: int) -> RunRecord:
+    """A healthy run whose val/loss jumps to 4-6x its neighbours twice and recovers the next epoch each time."""
+    run = Run(seed, epochs=20)
+    run.val_loss = run.val_loss.copy()
+    run.val_loss[7] *= 5.0
+    run.val_loss[13] *= 6.0
+    return run.record()
+
+
 def _stuck_at_chance(seed: int) -> RunRecord:
     """A binary classifier whose loss sits at ln 2 and accuracy at 50% throughout; the run does not say how many classes."""
     run = Run(seed, epochs=12)
@@ -403,6 +412,7 @@ SICK = {
     "PD105": _noisy_steps,
     "PD106": _val_oscillates,
     "PD107": _rebounds,
+    "PD108": _val_spikes,
     "PD201": _barely_moves,
     "PD202": _underfits,
     "PD203": _still_improving,
