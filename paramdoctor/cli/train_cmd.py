@@ -44,7 +44,7 @@ def train(
 
     console = Console()
     if dry_run:
-        text = dump_yaml(config)
+        text = dump_yaml(config, annotate=True)  # a null backbone_lr shows what it resolves to, as a comment
         if console.is_terminal:
             from rich.syntax import Syntax
 

@@ -172,9 +172,16 @@ def to_tree(config: TrainConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-def dump_yaml(config: TrainConfig | dict[str, Any]) -> str:
+def dump_yaml(config: TrainConfig | dict[str, Any], *, annotate: bool = False) -> str:
+    """The config as YAML. ``annotate`` (a TrainConfig only) adds a comment with what an "auto"
+    value resolves to, e.g. ``backbone_lr: null  # auto: 0.001 (...)``; the YAML stays loadable as is."""
     tree = to_tree(config) if isinstance(config, TrainConfig) else config
-    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=False, width=1000)
+    text = yaml.safe_dump(tree, sort_keys=False, default_flow_style=False, width=1000)
+    if annotate and isinstance(config, TrainConfig) and config.optimizer.backbone_lr is None:
+        from paramdoctor.config.resolve import backbone_lr_note
+
+        text = re.sub(r"^(  backbone_lr: null)$", lambda m: f"{m.group(1)}  # {backbone_lr_note(config)}", text, count=1, flags=re.M)
+    return text
 
 
 # --- helpers ------------------------------------------------------------------

@@ -61,11 +61,24 @@ class ModelConfig(_Section):
 
 
 class OptimizerConfig(_Section):
-    """Optimizer with discriminative learning rates: ``lr`` for the head, ``backbone_lr`` for the rest."""
+    """Optimizer with discriminative learning rates: ``lr`` for the head, ``backbone_lr`` for the rest.
+
+    ``backbone_lr`` null is "auto" (``paramdoctor.config.effective_backbone_lr``):
+    a tenth of ``lr`` for a backbone that starts from pretrained weights, ``lr``
+    itself for one trained from scratch.
+    """
 
     name: Literal["adamw", "adam", "sgd"] = Field("adamw", description="adamw, adam or sgd")
-    lr: float = Field(1e-3, gt=0.0, le=10.0, description="peak learning rate of the new head")
-    backbone_lr: float | None = Field(1e-4, gt=0.0, le=10.0, description="peak learning rate of the backbone; null means same as lr")
+    lr: float = Field(1e-3, gt=0.0, le=10.0, description="peak learning rate of the new head (and of a backbone trained from scratch)")
+    backbone_lr: float | None = Field(
+        None,
+        gt=0.0,
+        le=10.0,
+        description=(
+            "peak learning rate of the backbone; null (auto): optimizer.lr / 10 when model.weights is set "
+            "(fine-tuning pretrained weights), optimizer.lr when training from scratch; an explicit value is used as given"
+        ),
+    )
     weight_decay: float = Field(5e-4, ge=0.0, le=1.0, description="decoupled (AdamW) or L2 (SGD, Adam) weight decay; not applied to biases and norms")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     nesterov: bool = Field(False, description="SGD Nesterov momentum")

@@ -236,7 +236,12 @@ def _progress(req: Request) -> Measurement | Unavailable:
         train_acc=None if acc is None else acc.values,
     )
     window = int(_param(req, "window", 5))
-    flat = signals.plateau(loss.steps, loss.values, improving=-1, window=window)
+    min_gain = float(_param(req, "min_gain", 0.02))
+    # "has training stopped improving?": on the training accuracy when logged (what a poor fit is about), else the loss
+    if acc is not None and int(np.isfinite(acc.values).sum()) >= window:
+        flat = signals.plateau(acc.steps, acc.values, improving=1, window=window, min_gain=min_gain)
+    else:
+        flat = signals.plateau(loss.steps, loss.values, improving=-1, window=window, min_gain=min_gain)
     if res is None or flat is None:
         return _too_short(keys.TRAIN_LOSS)
     band = signals.update_ratio_band(_telemetry(record, keys.TELEMETRY_UPDATE_RATIO))
@@ -331,7 +336,11 @@ def _lr_schedule(req: Request) -> Measurement | Unavailable:
         if trend is not None:
             improving = 1 if mode == "max" else -1
             p_value = trend.p_value
-            flat_since_floor = not (trend.significant(0.05) and trend.direction == improving)
+            since = m.values[after][np.isfinite(m.values[after])]
+            level = float(np.median(np.abs(since))) or 1.0
+            gain = improving * trend.slope * float(np.ptp(m.steps[after])) / level
+            # flat: no significant improvement, or one too small to matter (under 1% of the level since the floor)
+            flat_since_floor = not (trend.significant(0.05) and trend.direction == improving and gain >= 0.01)
     values = _values(
         res,
         series=key,
@@ -666,7 +675,7 @@ SIGNALS: dict[str, SignalSpec] = {
             ),
             _progress,
             needs=(keys.TRAIN_LOSS,),
-            reads={"window": 5},
+            reads={"window": 5, "min_gain": 0.02},
         ),
         SignalSpec(
             "still_improving",

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from paramdoctor.errors import InputError
-from paramdoctor.importers import detectron2, fastai, mmcv_log, mmengine, nested_json, tensorboard, timm, wandb
+from paramdoctor.importers import detectron2, fastai, keras, mmcv_log, mmengine, nested_json, tensorboard, timm, wandb
 from paramdoctor.importers.names import generic_role
-from paramdoctor.importers.reading import CsvTable, JsonLines, parse_csv, parse_json, parse_jsonl, read_text
+from paramdoctor.importers.reading import CsvTable, JsonLines, parse_csv, parse_json, parse_jsonl, printable, read_text
 from paramdoctor.record import EXPORT_FORMAT
 
 
@@ -179,7 +179,7 @@ def _sniff_json(text: str, stripped: str, path: Path) -> tuple[ImportedFormat, A
             return ImportedFormat.HF_TRAINER_STATE, data
         if data.get("format") == EXPORT_FORMAT:
             return ImportedFormat.PARAMDOCTOR_EXPORT, data
-        if data and all(isinstance(v, list) for v in data.values()):
+        if keras.looks_like_history(data):
             return ImportedFormat.KERAS_HISTORY, data
         if nested_json.shape(data):
             return ImportedFormat.JSON_HISTORY, data
@@ -188,9 +188,17 @@ def _sniff_json(text: str, stripped: str, path: Path) -> tuple[ImportedFormat, A
     if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
         jsonl = JsonLines([(i + 1, item) for i, item in enumerate(data)])
         return _jsonl_format(jsonl), jsonl
+    if isinstance(data, list) and data and all(isinstance(item, list) for item in data):
+        first = printable(json.dumps(data[0]), 60)
+        raise InputError(
+            f"{path}: holds {len(data)} rows of values without names (the first: {first}); paramdoctor cannot tell "
+            "which value is which curve: save the rows as a CSV with a header line (e.g. step,train_loss,val_loss) "
+            "or as a dict of named per-epoch lists"
+        )
     what = "an empty list" if data == [] else f"a JSON {type(data).__name__}"
     raise InputError(
-        f"{path}: holds {what}; expected a trainer_state.json, a Keras history (dict of lists) or JSON log lines"
+        f"{path}: holds {what}; expected a trainer_state.json, a dict of per-epoch lists (a Keras or hand-written "
+        "history) or JSON log lines"
     )
 
 

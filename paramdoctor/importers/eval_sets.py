@@ -7,7 +7,10 @@ Tools name a second validation set in a few ways:
   ``eval/mnli_loss`` once ``report_to`` rewrites the names for TensorBoard or
   W&B); a plain ``eval_loss`` is the unnamed set;
 * Lightning with several validation dataloaders: ``val_loss/dataloader_idx_0``;
-* hand-written paths: ``val/<set>/loss``, ``eval/<set>/accuracy``.
+* hand-written paths: ``val/<set>/loss``, ``eval/<set>/accuracy``;
+* hand-written names with the set first: ``real_val_loss``, ``ema_val_acc``
+  (but ``best_val_loss``, ``avg_val_loss`` and the like are no set: a running
+  best or an average of the plain validation curve).
 
 Each named set's loss goes under ``val/<set>/loss``, its accuracy under
 ``val/<set>/acc``, any other metric under ``val/<set>/<metric>``; set names
@@ -32,6 +35,11 @@ _SPEED = ("runtime", "samples_per_second", "steps_per_second")
 _HF_PREFIXES = ("eval_", "eval/")
 _PATH = re.compile(r"^(?:val|eval|valid|validation)/(?P<set>[^/]+)/(?P<metric>[^/]+)$", re.IGNORECASE)
 _DATALOADER = re.compile(r"^(?P<base>.+)/(?P<set>dataloader_idx_\d+)$")
+_SET_FIRST = re.compile(r"^(?P<set>[A-Za-z][A-Za-z0-9\-]*)_(?:val|valid|validation)_(?P<metric>[A-Za-z][^/]*)$")
+_NOT_SETS = frozenset(
+    {"best", "min", "max", "mean", "avg", "average", "last", "final", "prev", "previous", "running", "smoothed", "total",
+     "epoch", "train", "training", "test", "cur", "current", "init", "initial"}
+)
 _VAL_BASE = re.compile(r"^(?:val|valid|validation|eval)[_/](?P<metric>[^/]+)$", re.IGNORECASE)
 _SET_KEY = re.compile(r"^val/(?P<set>[^/]+)/(?P<metric>[^/]+)$")
 _IDX = re.compile(r"^dataloader_idx_(\d+)$")
@@ -69,6 +77,9 @@ def set_metric(name: str, hf_sets: Iterable[str] = ()) -> tuple[str, str | None]
         return (match.group("set"), _metric(base.group("metric"))) if base else None
     match = _PATH.match(text)
     if match:
+        return keys.safe_key(match.group("set")), _metric(match.group("metric"))
+    match = _SET_FIRST.match(text)
+    if match and match.group("set").lower() not in _NOT_SETS:
         return keys.safe_key(match.group("set")), _metric(match.group("metric"))
     return None
 

@@ -1,7 +1,15 @@
 """Any CSV or JSONL of curves: columns recognised by name, or named with ``--map KEY=COLUMN``.
 
 The x counter is the first of ``step``/``global_step``/``current_steps``/
-``iteration`` and ``epoch`` present; without one, each row is one evaluation.
+``iteration`` and ``epoch``/``epochs``/``ep`` present; without one, each row is
+one evaluation. Besides the tools' names, hand-written habits are read
+(:func:`~paramdoctor.importers.names.table_role`): a pandas ``to_csv`` with
+columns ``train,valid`` holds the two losses, ``val_f1`` is ``val/f1``,
+``auc`` beside ``val_auc`` is ``train/auc``.
+
+A log in long form, one row per split and epoch with a ``phase`` (``split``,
+``mode``, ``subset``) column saying ``train`` or ``val``, is read as if its
+columns were named ``train_loss``, ``val_loss``, ``val_f1``...
 """
 
 from __future__ import annotations
@@ -10,10 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from paramdoctor.importers.eval_sets import with_eval_sets
-from paramdoctor.importers.names import EPOCH_COLUMNS, STEP_COLUMNS, generic_role
+from paramdoctor.importers.names import EPOCH_COLUMNS, STEP_COLUMNS, table_role, with_bare_splits, with_train_twins
 from paramdoctor.importers.reading import CsvTable
-from paramdoctor.importers.rows import csv_objects, roles_for, row_from
+from paramdoctor.importers.rows import csv_objects, roles_for, row_from, without_worded_guesses
 from paramdoctor.importers.table import ParsedLog
+
+_PHASE_COLUMNS = ("phase", "split", "mode", "subset", "partition")
+_PHASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "eval": "val",
+           "dev": "val", "test": "test"}
 
 
 def parse_csv(path: Path, table: CsvTable, mapping: dict[str, str] | None) -> ParsedLog:
@@ -39,7 +51,34 @@ def _parse(
     step_col = next((by_lower[c] for c in STEP_COLUMNS if c in by_lower), None)
     epoch_col = next((by_lower[c] for c in EPOCH_COLUMNS if c in by_lower), None)
     counters = {step_col, epoch_col} - {None}
-    names = [c for c in columns if c not in counters]
-    roles = roles_for(names, with_eval_sets(generic_role, names), mapping, path)
+    phase_col = _phase_column(by_lower, objects)
+    if phase_col is not None:
+        objects = [(line, _by_phase(obj, phase_col, counters)) for line, obj in objects]
+        columns = [k for _, obj in objects for k in obj]
+    names = [c for c in dict.fromkeys(columns) if c not in counters]
+    role_of = with_bare_splits(with_train_twins(with_eval_sets(table_role, names), names), names, mapping)
+    roles = without_worded_guesses(roles_for(names, role_of, mapping, path), objects)
     rows = [row_from(obj, roles, (step_col, epoch_col), line, f"line {line}", path) for line, obj in objects]
-    return ParsedLog(tool, rows, roles, step_col=step_col, epoch_col=epoch_col, restarts=restarts)
+    shown = [c for c in dict.fromkeys(columns) if c.strip()]
+    return ParsedLog(tool, rows, roles, step_col=step_col, epoch_col=epoch_col, restarts=restarts, columns=shown)
+
+
+def _phase_column(by_lower: dict[str, str], objects: list[tuple[int, dict[str, Any]]]) -> str | None:
+    """The column saying which split each row measured: on every row, only split names, training and validation both."""
+    for name in _PHASE_COLUMNS:
+        column = by_lower.get(name)
+        if column is None or not objects:
+            continue
+        values = [obj.get(column) for _, obj in objects]
+        if not all(isinstance(v, str) for v in values):
+            continue
+        phases = {_PHASES.get(v.strip().lower()) for v in values}  # type: ignore[union-attr]
+        if None not in phases and {"train", "val"} <= phases:
+            return column
+    return None
+
+
+def _by_phase(obj: dict[str, Any], phase_col: str, counters: set[str]) -> dict[str, Any]:
+    """One long-form row with its values renamed ``<split>_<name>``; the counters keep their names."""
+    split = _PHASES[str(obj[phase_col]).strip().lower()]
+    return {(k if k in counters else f"{split}_{k}"): v for k, v in obj.items() if k != phase_col}

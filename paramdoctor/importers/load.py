@@ -13,6 +13,7 @@ from paramdoctor.importers import (
     timm, ultralytics, wandb,
 )
 from paramdoctor.importers.detect import ImportedFormat, locate_log, sniff
+from paramdoctor.importers.names import pick_monitor
 from paramdoctor.importers.reading import printable, read_text
 from paramdoctor.importers.table import ParsedLog, assemble, split_runs
 from paramdoctor.record import RunRecord
@@ -77,6 +78,11 @@ def load_foreign(
     if not assembled.series:
         raise InputError(_no_curves(file, log, mapping))
     meta: dict[str, Any] = {**log.meta, **assembled.meta}
+    if not meta.get("monitor") and keys.VAL_LOSS not in assembled.series and keys.VAL_ACC not in assembled.series:
+        in_file_order = dict.fromkeys(role.eval_key() for role in log.roles.values())
+        picked = pick_monitor(k for k in in_file_order if k and k in assembled.series)
+        if picked is not None:  # no val/loss or val/acc: the first validation metric whose direction its name says
+            meta["monitor"], meta["mode"] = picked
     meta.update(run_index=index, runs_in_file=len(runs), source_file=str(file), format=fmt.value)
     finished = meta.pop("finished", False) and index == len(runs) - 1
     run_name = _run_name(given, file)
@@ -144,5 +150,28 @@ def _run_name(given: Path, file: Path) -> str:
 
 
 def _no_curves(file: Path, log: ParsedLog, mapping: dict[str, str] | None) -> str:
-    hint = "check the --map column names" if mapping else "name the columns with --map train/loss=COLUMN --map val/loss=COLUMN"
-    return f"{file}: no training curves found ({hint})"
+    columns = [c for c in log.columns if c not in (log.step_col, log.epoch_col)]
+    if not columns:
+        hint = "check the --map column names" if mapping else "name the columns with --map train/loss=COLUMN --map val/loss=COLUMN"
+        return f"{file}: no training curves found ({hint})"
+    shown = ", ".join(printable(c, 40) for c in columns[:25]) + (", ..." if len(columns) > 25 else "")
+    if mapping:
+        return f"{file}: no training curves found in the mapped columns (check the --map column names; its columns: {shown})"
+    return (
+        f"{file}: no training curves found: no column name says which curve it holds (its columns: {shown}); "
+        f"say which is which, e.g. {_map_example(columns)}"
+    )
+
+
+def _map_example(columns: list[str]) -> str:
+    """``--map`` options naming ``columns`` in a plausible order (loss-like names first), as a template to correct."""
+    pairs: list[tuple[str, str]] = []
+    for word, targets in (("loss", (keys.TRAIN_LOSS, keys.VAL_LOSS)), ("acc", (keys.TRAIN_ACC, keys.VAL_ACC))):
+        pairs += zip(targets, [c for c in columns if word in c.lower()])
+    if not pairs:
+        pairs = list(zip((keys.TRAIN_LOSS, keys.VAL_LOSS), columns))
+    return " ".join(f"--map {key}={_quoted(printable(column, 40))}" for key, column in pairs)
+
+
+def _quoted(column: str) -> str:
+    return f"'{column}'" if re.search(r"[^A-Za-z0-9_\-./]", column) else column

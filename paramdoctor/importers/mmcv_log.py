@@ -7,7 +7,8 @@ The first line holds the run's ``env_info``, ``config``, ``seed`` and
 ``EpochBasedRunner``, globally by ``IterBasedRunner``) and ``{"mode": "val",
 "epoch": 1, ..., "bbox_mAP": ...}`` after each evaluation. ``loss`` is the sum
 of the parts. Evaluation metrics keep their names (``val/bbox_mAP``;
-``accuracy_top-1`` is ``val/acc``) and the first known one becomes
+``accuracy_top-1`` is ``val/acc``; MMDetection's ``bbox_mAP_copypaste``
+string repeats them and is left out) and the first known one becomes
 ``meta["monitor"]`` (mode max).
 """
 
@@ -25,6 +26,7 @@ from paramdoctor.importers.table import INDEX1, ParsedLog
 
 _SKIP = frozenset({"mode", "epoch", "iter", "time", "data_time", "memory", "eta", "momentum"})
 _STEP = "\x00step"
+_COPYPASTE = "_copypaste"  # MMDetection's "bbox_mAP_copypaste": the same numbers again, as one string
 
 
 def looks_like(objects: list[tuple[int, dict[str, Any]]]) -> bool:
@@ -49,7 +51,8 @@ def parse(path: Path, lines: JsonLines, mapping: dict[str, str] | None) -> Parse
             train_names.update(dict.fromkeys(values))
             step = (epoch - 1) * per_epoch + it if by_epoch and epoch is not None and it is not None else it
         else:
-            values = {("val/loss" if k == "loss" else k): v for k, v in obj.items() if k not in _SKIP and k != "lr"}
+            values = {("val/loss" if k == "loss" else k): v for k, v in obj.items() if k not in _SKIP and k != "lr"
+                      and not k.endswith(_COPYPASTE)}
             val_names.update(dict.fromkeys(values))
             step = epoch * per_epoch if by_epoch and epoch is not None else it
         values[_STEP] = step

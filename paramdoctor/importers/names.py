@@ -9,12 +9,42 @@ and ``lr-Adam`` from ``LearningRateMonitor``; Keras ``loss``, ``accuracy``,
 paramdoctor key a column feeds and whether it is logged once per evaluation
 (``eval``), every few optimizer steps (``step``), or either (``auto``: decided
 from how often it appears).
+
+Hand-written logs add their own habits, read by :func:`table_role` and
+:func:`with_bare_splits`: ``TrainLoss``/``ValAcc`` (camelCase), plurals
+(``train_losses``, ``val_accuracies``), bare split names (a column ``train``
+or ``valid`` is that split's loss when no other column is), ``dev`` for the
+validation split, ``avg_val_loss``, any other ``val_<metric>`` /
+``valid_<metric>`` / ``eval_<metric>`` / ``dev_<metric>`` (``val/<metric>``) or
+``train_<metric>`` (``train/<metric>``), and Keras's ``X`` beside ``val_X``
+(:func:`with_train_twins`). Those guesses are ``Role.guessed``: a guessed
+column holding words is left out, not an error.
+
+Which way a metric improves (:func:`metric_mode`) is read from the words of
+its name (split at ``_``, ``-``, ``/``, ``.``, ``@``, spaces and camelCase
+humps; a word is also tried without its trailing digits, so ``hits10`` is
+``hits`` and ``mAP50`` is ``map``):
+
+=====  ==========================================================================
+mode   words
+=====  ==========================================================================
+min    loss(es), err, error(s), mse, mae, rmse, wer, cer, perplexity, ppl, nll,
+       dist, distance, fpr, miss
+max    acc, accuracy, f1, auc, auroc, precision, prec, recall, iou, miou, map,
+       ap, dice, cos, cosine, sim, similarity, score, r2, bleu, rouge, mrr, hits,
+       top1, top5, ssim, psnr, kappa, mcc
+=====  ==========================================================================
+
+A name holding a *min* word is *min* even when it also holds a *max* word
+(``dice_loss``, ``top1_err``); a name with neither has no known direction and
+is never made the monitored metric (:func:`pick_monitor`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from paramdoctor import keys
 
@@ -29,6 +59,7 @@ class Role:
     key: str
     level: str  # EVAL, STEP or AUTO
     lr_group: str = "default"
+    guessed: bool = False  # read from a naming habit, not a known name: a column of words drops it instead of failing
 
     def step_key(self) -> str | None:
         """The key for values logged per optimizer step (None: such values are not kept)."""
@@ -53,22 +84,27 @@ def _names(level: str, key: str, *names: str) -> dict[str, Role]:
 
 # Names shared by tools that log tables of curves (Lightning, Keras, generic CSV/JSONL).
 GENERIC_ROLES: dict[str, Role] = {
-    **_names(AUTO, keys.TRAIN_LOSS, "train/loss", "train_loss", "training_loss", "trn_loss", "loss", "train/loss_epoch"),
+    **_names(
+        AUTO, keys.TRAIN_LOSS, "train/loss", "train_loss", "training_loss", "trn_loss", "loss", "train/loss_epoch",
+        "train_losses", "training_losses", "losses",
+    ),
     **_names(EVAL, keys.TRAIN_LOSS, "train_loss_epoch", "training_loss_epoch", "loss_epoch"),
     **_names(STEP, keys.STEP_LOSS, "step/loss", "train_loss_step", "train/loss_step", "training_loss_step", "loss_step"),
     **_names(
         AUTO, keys.TRAIN_ACC, "train/acc", "train_acc", "train_accuracy", "training_accuracy", "accuracy", "acc",
-        "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy",
+        "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy", "train_accs", "train_accuracies",
+        "training_accuracies",
     ),
     **_names(EVAL, keys.TRAIN_ACC, "train_acc_epoch", "train_accuracy_epoch", "train/acc_epoch"),
     **_names(
         EVAL, keys.VAL_LOSS, "val/loss", "val_loss", "valid_loss", "validation_loss", "eval_loss", "eval/loss",
-        "valid/loss", "val_loss_epoch", "val/loss_epoch",
+        "valid/loss", "val_loss_epoch", "val/loss_epoch", "val_losses", "valid_losses", "validation_losses", "dev_loss",
     ),
     **_names(
         EVAL, keys.VAL_ACC, "val/acc", "val_acc", "val_accuracy", "valid_acc", "valid_accuracy", "validation_accuracy",
         "validation_acc", "eval_accuracy", "eval_acc", "eval/accuracy", "eval/acc", "val_acc_epoch", "val/acc_epoch",
-        "val_sparse_categorical_accuracy", "val_categorical_accuracy", "val_binary_accuracy",
+        "val_sparse_categorical_accuracy", "val_categorical_accuracy", "val_binary_accuracy", "val_accs",
+        "val_accuracies", "valid_accs", "valid_accuracies", "validation_accuracies", "dev_acc", "dev_accuracy",
     ),
     **_names(STEP, keys.STEP_GRAD_NORM, "step/grad_norm", "grad_norm", "gradient_norm", "grad_norm_step", "train/grad_norm"),
     **_names(AUTO, LR, "learning_rate", "lr", "train/learning_rate", "train/lr", "lr_epoch"),
@@ -92,7 +128,7 @@ HF_ROLES: dict[str, Role] = {
 }
 
 STEP_COLUMNS = ("step", "global_step", "current_steps", "iteration", "iter", "trainer/global_step", "_step")
-EPOCH_COLUMNS = ("epoch", "epochs")
+EPOCH_COLUMNS = ("epoch", "epochs", "ep")
 
 _LIGHTNING_LR = re.compile(r"^lr-[A-Za-z0-9_]+(?:/(?P<group>[A-Za-z0-9_.\-]+))?(?P<suffix>_step|_epoch)?$")
 _LR_NAMES = frozenset(
@@ -126,12 +162,167 @@ def hf_rewritten_role(name: str) -> Role | None:
 
 
 def generic_role(name: str) -> Role | None:
-    """The role of a column name used by Lightning, Keras or a hand-written log; None when unknown."""
-    lowered = name.strip().lower()
-    role = GENERIC_ROLES.get(lowered) or GENERIC_ROLES.get(re.sub(r"[\s\-]+", "_", lowered))  # "Train Loss", "val-acc"
-    if role is not None:
-        return role
+    """The role of a column name used by Lightning, Keras or a hand-written log; None when unknown.
+
+    Spellings tried: as written, ``Train Loss``/``val-acc`` (spaces, hyphens),
+    ``TrainLoss``/``ValAcc`` (camelCase), and without an ``avg_``/``mean_``/
+    ``epoch_`` prefix (``avg_val_loss`` is the validation loss).
+    """
+    for spelling in _spellings(name):
+        role = GENERIC_ROLES.get(spelling)
+        if role is not None:
+            return role
     return lr_role(name)
+
+
+def _spellings(name: str) -> list[str]:
+    text = name.strip()
+    lowered = text.lower()
+    snake = re.sub(r"[\s\-]+", "_", lowered)
+    camel = re.sub(r"[\s\-]+", "_", _CAMEL_HUMP.sub("_", text)).lower()
+    spellings = [lowered, snake, camel]
+    spellings += [s[m.end() :] for s in (snake, camel) if (m := _AVERAGED.match(s)) and len(s) > m.end()]
+    return list(dict.fromkeys(spellings))
+
+
+def table_role(name: str) -> Role | None:
+    """:func:`generic_role`, else a hand-written log's ``val_<metric>`` or ``train_<metric>`` (:func:`metric_role`)."""
+    return generic_role(name) or metric_role(name)
+
+
+def metric_role(name: str) -> Role | None:
+    """``val_f1``, ``valid_dice``, ``eval_wer``, ``val/mrr`` -> ``val/<metric>``; ``train_cos`` -> ``train/<metric>``.
+
+    A guess from the naming habit, so the role is ``guessed``. Counters,
+    timings and sizes (``val_time``, ``train_samples``, ``eval_runtime``) are
+    not metrics; accuracy names become ``val/acc`` / ``train/acc``.
+    """
+    text = name.strip()
+    averaged = _AVERAGED.match(text.lower())
+    if averaged:  # avg_val_f1
+        text = text[averaged.end() :]
+    for pattern, split in ((_VAL_METRIC, "val"), (_TRAIN_METRIC, "train")):
+        match = pattern.match(text)
+        if match is None:
+            continue
+        metric = match.group("metric").strip(" _-")
+        if not metric or "/" in metric or not metric[0].isalpha() or not _is_metric(metric):
+            return None
+        if split == "val":
+            return Role(val_metric_key(metric), EVAL, guessed=True)
+        if metric.lower() in _ACCURACY_METRICS:
+            return Role(keys.TRAIN_ACC, AUTO, guessed=True)
+        return Role("train/" + keys.safe_key(metric), AUTO, guessed=True)
+    return None
+
+
+def _is_metric(metric: str) -> bool:
+    words = _words(metric)
+    return metric_mode(metric) is not None or not (set(words) & _NOT_METRIC_WORDS)
+
+
+def with_train_twins(role_of: "Callable[[str], Role | None]", columns: Iterable[str]):
+    """``role_of`` that also reads ``X`` as the training ``X`` when ``val_X`` is a validation metric (Keras's naming).
+
+    ``auc`` beside ``val_auc`` is ``train/auc``; ``precision`` beside
+    ``val_precision`` is ``train/precision``.
+    """
+    names = set(columns)
+
+    def role(name: str) -> Role | None:
+        found = role_of(name)
+        if found is not None or f"val_{name}" not in names:
+            return found
+        validation = role_of(f"val_{name}")
+        if validation is None or not validation.key.startswith("val/") or validation.key.count("/") != 1:
+            return None
+        if validation.key == keys.VAL_LOSS:
+            return Role(keys.TRAIN_LOSS, AUTO, guessed=True)
+        key = keys.TRAIN_ACC if validation.key == keys.VAL_ACC else "train/" + validation.key[4:]
+        return Role(key, AUTO, guessed=True)
+
+    return role
+
+
+def with_bare_splits(role_of: "Callable[[str], Role | None]", columns: Iterable[str], mapping: dict[str, str] | None = None):
+    """``role_of`` that also reads a bare ``train`` / ``val`` / ``valid`` / ``validation`` / ``dev`` column as that split's loss.
+
+    Only when no other column (and no ``--map``) already feeds that loss, and
+    only the first such column per split.
+    """
+    names = list(dict.fromkeys(columns))
+    claimed = {role.key for role in (role_of(c) for c in names) if role is not None} | set((mapping or {}).keys())
+    bare: dict[str, Role] = {}
+    for column in names:
+        key = _BARE_SPLITS.get(column.strip().lower())
+        if key is not None and key not in claimed and role_of(column) is None:
+            bare[column] = Role(key, AUTO if key == keys.TRAIN_LOSS else EVAL, guessed=True)
+            claimed.add(key)
+
+    def role(name: str) -> Role | None:
+        return bare.get(name) or role_of(name)
+
+    return role
+
+
+def metric_mode(name: str) -> str | None:
+    """``"min"`` or ``"max"``: which way the metric ``name`` improves, read from its words (module doc); None when unknown."""
+    words = set(_words(name)) | set(_WORD_SPLIT.split(name.lower()))  # "mIoU" is both "m", "io", "u" and "miou"
+    candidates = words | {w.rstrip("0123456789") for w in words}
+    if candidates & _MIN_WORDS:
+        return "min"
+    if candidates & _MAX_WORDS:
+        return "max"
+    return None
+
+
+def pick_monitor(series_keys: Iterable[str]) -> tuple[str, str] | None:
+    """The first plain ``val/<metric>`` among ``series_keys`` whose direction is known, with its mode.
+
+    For logs with neither ``val/loss`` nor ``val/acc``; a metric of unknown
+    direction is never picked (a wrong mode would turn every finding around).
+    """
+    for key in series_keys:
+        match = _PLAIN_VAL.match(key)
+        if match is None:
+            continue
+        mode = metric_mode(match.group("metric"))
+        if mode is not None:
+            return key, mode
+    return None
+
+
+def _words(name: str) -> list[str]:
+    spaced = _CAMEL_HUMP.sub(" ", name)
+    return [w for w in _WORD_SPLIT.split(spaced.lower()) if w]
+
+
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+_PLAIN_VAL = re.compile(r"^val/(?P<metric>[^/]+)$")
+_VAL_METRIC = re.compile(r"^(?:[Vv]alidation|[Vv]alid|[Vv]al|[Ee]val|[Dd]ev)(?:[_\-\s/]|(?=[A-Z]))(?P<metric>.+)$")
+_AVERAGED = re.compile(r"^(?:avg|average|mean|epoch)_")
+_TRAIN_METRIC = re.compile(r"^(?:[Tt]raining|[Tt]rain)(?:[_\-\s/]|(?=[A-Z]))(?P<metric>.+)$")
+_BARE_SPLITS = {
+    "train": keys.TRAIN_LOSS, "training": keys.TRAIN_LOSS, "val": keys.VAL_LOSS, "valid": keys.VAL_LOSS,
+    "validation": keys.VAL_LOSS, "dev": keys.VAL_LOSS,
+}
+_MIN_WORDS = frozenset(
+    {"loss", "losses", "err", "error", "errors", "mse", "mae", "rmse", "wer", "cer", "perplexity", "ppl", "nll", "dist",
+     "distance", "fpr", "miss"}
+)
+_MAX_WORDS = frozenset(
+    {"acc", "accs", "accuracy", "accuracies", "f1", "auc", "auroc", "precision", "prec", "recall", "iou", "miou", "map",
+     "ap", "dice", "cos", "cosine", "sim", "similarity", "score", "r2", "bleu", "rouge", "mrr", "hits", "top1", "top5",
+     "ssim", "psnr", "kappa", "mcc"}
+)
+# Words that make a ``val_``/``train_`` name a counter, timing or size rather than a metric.
+_NOT_METRIC_WORDS = frozenset(
+    {"time", "times", "runtime", "duration", "seconds", "sec", "secs", "s", "samples", "sample", "steps", "step", "epoch",
+     "epochs", "iter", "iters", "iteration", "iterations", "batch", "batches", "size", "count", "num", "n", "memory",
+     "mem", "speed", "throughput", "flos", "tokens", "timestamp", "lr", "per", "second", "split", "frac", "fraction",
+     "ratio", "set", "data", "dataset", "file", "path", "dir", "name", "mode"}
+)
 
 
 def lr_role(name: str) -> Role | None:

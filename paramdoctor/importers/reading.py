@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from paramdoctor.errors import InputError
 
 MAX_BYTES = 200 * 1024 * 1024  # the most paramdoctor reads from one log file
 MAX_X = 1e15  # steps and epochs beyond this are not counters (MLflow steps are 64-bit integers)
+_DELIMITERS = (",", ";", "\t")
+_QUOTED = re.compile(r'"[^"]*"')
 _NAN_WORDS = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 
 
@@ -112,9 +115,14 @@ class CsvTable:
 
 
 def parse_csv(text: str, path: Path) -> CsvTable:
-    """Rows of a CSV log; the header's names are stripped (Ultralytics pads them with spaces)."""
-    first_line = text.lstrip().split("\n", 1)[0]
-    delimiter = "\t" if "\t" in first_line and "," not in first_line else ","
+    """Rows of a CSV log; the header's names are stripped (Ultralytics pads them with spaces).
+
+    The delimiter is the one of ``,`` ``;`` and tab that the header line holds
+    most of (Keras ``CSVLogger(separator=";")``, tab-separated exports). One
+    leading line without any of them (a title such as ``model_history_log``)
+    is skipped when the next line is a header.
+    """
+    delimiter, skip_title = sniff_csv_layout(text)
     try:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         header: list[str] | None = None
@@ -122,6 +130,9 @@ def parse_csv(text: str, path: Path) -> CsvTable:
         restarts: list[int] = []
         for cells in reader:
             if not any(c.strip() for c in cells):
+                continue
+            if skip_title:
+                skip_title = False
                 continue
             if header is None:
                 header = [c.strip() for c in cells]
@@ -141,6 +152,45 @@ def parse_csv(text: str, path: Path) -> CsvTable:
     if header is None:
         raise InputError(f"{path}: no CSV header found (the file holds no columns)")
     return CsvTable(header, rows, restarts)
+
+
+def sniff_csv_layout(text: str) -> tuple[str, bool]:
+    """The CSV delimiter, and whether the first non-empty line is a title to skip (see :func:`parse_csv`)."""
+    lines: list[str] = []
+    for line in io.StringIO(text):
+        if line.strip():
+            lines.append(line.rstrip("\r\n"))
+            if len(lines) == 2:
+                break
+    if not lines:
+        return ",", False
+    first = _delimiter_of(lines[0])
+    if first is None and len(lines) == 2:
+        second = _delimiter_of(lines[1])
+        if second is not None and _is_header(lines[1], second):
+            return second, True
+    return first or ",", False
+
+
+def _delimiter_of(line: str) -> str | None:
+    unquoted = _QUOTED.sub("", line)
+    counts = {d: unquoted.count(d) for d in _DELIMITERS}
+    best = max(_DELIMITERS, key=lambda d: counts[d])  # the first of the most frequent
+    return best if counts[best] else None
+
+
+def _is_header(line: str, delimiter: str) -> bool:
+    """Names, not values: some cell is a word."""
+    try:
+        cells = next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return False
+    for cell in cells:
+        try:
+            to_number(cell)
+        except NotANumber:
+            return True
+    return False
 
 
 def to_number(value: Any) -> float | None:

@@ -44,6 +44,26 @@ def roles_for(columns: Iterable[str], role_of: RoleOf, mapping: dict[str, str] |
     return roles
 
 
+def without_worded_guesses(roles: dict[str, Role], objects: Iterable[tuple[int, dict[str, Any]]]) -> dict[str, Role]:
+    """``roles`` less the guessed ones (:attr:`Role.guessed`) whose column holds a value that is not a number.
+
+    A column called ``val_split`` or ``train`` that holds words was never a
+    curve: it is left out instead of failing the whole file.
+    """
+    guessed = {col for col, role in roles.items() if role.guessed}
+    worded: set[str] = set()
+    for _, obj in objects:
+        if not guessed - worded:
+            break
+        for col in guessed - worded:
+            if col in obj:
+                try:
+                    to_number(obj[col])
+                except NotANumber:
+                    worded.add(col)
+    return {col: role for col, role in roles.items() if col not in worded}
+
+
 def row_from(
     values: dict[str, Any],
     roles: dict[str, Role],

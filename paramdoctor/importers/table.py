@@ -54,6 +54,7 @@ class ParsedLog:
     meta: dict[str, Any] = field(default_factory=dict)
     runs_splittable: bool = True
     run_names: list[str] | None = None  # one name per run when the file names its runs (a W&B panel export)
+    columns: list[str] = field(default_factory=list)  # every column the file holds, for "which columns" messages
 
 
 @dataclass

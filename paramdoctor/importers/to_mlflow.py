@@ -62,7 +62,8 @@ def prepare(record: RunRecord) -> PreparedRun:
     monitor = record.meta.get("monitor")
     if isinstance(monitor, str) and monitor:
         tags[keys.TAG_MONITOR] = monitor
-        tags[keys.TAG_MODE] = "min" if monitor.endswith("loss") else "max"
+        mode = record.meta.get("mode")
+        tags[keys.TAG_MODE] = mode if mode in ("min", "max") else ("min" if monitor.endswith("loss") else "max")
     for meta_key, tag in (("steps_per_epoch", keys.TAG_STEPS_PER_EPOCH), ("train_samples", keys.TAG_TRAIN_SAMPLES)):
         if isinstance(record.meta.get(meta_key), int):
             tags[tag] = str(record.meta[meta_key])

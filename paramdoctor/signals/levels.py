@@ -114,6 +114,22 @@ class ChanceLevel:
 BINARY_BAND = (0.62, 0.76)  # a loss sitting here throughout is a binary classifier at (or near) ln 2
 
 
+def _binary_prior(acc: np.ndarray, loss: np.ndarray) -> tuple[float, float] | None:
+    """(majority share, its entropy) for a binary classifier stuck at its label prior, else None.
+
+    A model that always predicts the class prior p of an imbalanced binary
+    task scores accuracy max(p, 1-p) with a cross-entropy of H(p). Flat
+    accuracy (range at most 0.15) above 55%, and a loss within 15% of H at 80%
+    of the points, is that model.
+    """
+    a = float(np.median(acc))
+    if not 0.55 < a <= 0.95 or float(np.ptp(acc)) > 0.15:
+        return None
+    entropy = -(a * math.log(a) + (1 - a) * math.log(1 - a))
+    near = np.abs(loss - entropy) <= 0.15 * entropy
+    return (a, entropy) if float(np.mean(near)) >= 0.8 else None
+
+
 def infer_chance(
     *,
     num_classes: int | None = None,
@@ -124,8 +140,9 @@ def infer_chance(
 ) -> ChanceLevel | None:
     """The chance level of a run, known or inferred from its curves; None when it has none to infer.
 
-    In order: a known ``num_classes``; an (accuracy, loss) pair of curves
-    stuck together at chance (accuracy ~ 1/K and loss ~ ln K for the same K,
+    In order: a known ``num_classes``; a binary classifier stuck at its label
+    prior (flat accuracy p above 55% with a loss at the entropy of p); an
+    (accuracy, loss) pair of curves stuck together at chance (accuracy ~ 1/K and loss ~ ln K for the same K,
     K = round(1 / median accuracy); or, with many classes, K = round(exp(median
     loss)) and an accuracy of at most 1.5/K); a loss that sits in the band around ln 2
     all the way (``flat_loss``, a binary classifier that never left chance);
@@ -142,6 +159,9 @@ def infer_chance(
         if a.size < 3 or l_.size < 3:
             continue
         m_acc, m_loss = float(np.median(a)), float(np.median(l_))
+        prior = _binary_prior(a, l_)
+        if prior is not None:
+            return ChanceLevel(2, prior[1], prior[0], f"{name} accuracy {prior[0]:.0%} with its loss at that prior's entropy")
         if not 0.0 <= m_acc <= 0.55:
             continue
         if m_acc > 0:

@@ -81,28 +81,36 @@ class Plateau:
     onset: float | None  # x where the flat stretch begins
 
 
-def plateau(x, values, *, improving: int = -1, window: int = 5, alpha: float = 0.05) -> Plateau | None:
+def plateau(x, values, *, improving: int = -1, window: int = 5, alpha: float = 0.05, min_gain: float = 0.0) -> Plateau | None:
     """Plateau test on the tail of a curve.
 
     ``improving`` is -1 when lower is better (loss), +1 when higher is better
     (accuracy). A tail is flat when Mann-Kendall finds no significant trend in
-    the improving direction; a significant trend the other way also counts as
-    "not improving".
+    the improving direction, or the trend's (Theil-Sen) improvement over the
+    tail is below ``min_gain`` of the curve's level (a loss creeping down 1%
+    in five epochs is significant, and still flat); a significant trend the
+    other way also counts as "not improving".
     """
     x, v = finite_xy(x, values)
     n = v.size
     if n < max(window, 3):
         return None
+    def moving(xs: np.ndarray, vs: np.ndarray) -> bool:
+        t = trend_test(xs, vs)
+        if t is None or not (t.significant(alpha) and t.direction == improving):
+            return False
+        level = float(np.median(np.abs(vs))) or 1.0
+        return improving * t.slope * float(xs[-1] - xs[0]) / level >= min_gain
+
     tail = trend_test(x[-window:], v[-window:])
     assert tail is not None
-    flat = not (tail.significant(alpha) and tail.direction == improving)
+    flat = not moving(x[-window:], v[-window:])
     held = 0
     onset = None
     if flat:
         held = window
         for k in range(window + 1, min(n, 400) + 1):
-            t = trend_test(x[-k:], v[-k:])
-            if t is not None and t.significant(alpha) and t.direction == improving:
+            if moving(x[-k:], v[-k:]):
                 break
             held = k
         onset = float(x[-held])

@@ -209,7 +209,7 @@ def fit(
                 module.momentum = config.model.batchnorm_momentum
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config.optimizer, bundle.param_groups, fused=device.type == "cuda")
+    optimizer = build_optimizer(config, bundle.param_groups, fused=device.type == "cuda")
     accumulate = config.trainer.accumulate_grad_batches
     steps_per_epoch = math.ceil(len(loaders.train) / accumulate)
     total_steps = steps_per_epoch * config.trainer.max_epochs

@@ -1,7 +1,10 @@
 """Optimizers with discriminative learning rates and weight decay only where it belongs.
 
 Parameter groups are named ``backbone`` and ``head`` (the names the learning-rate
-curves are logged under). Each is split in two underneath: weights that decay,
+curves are logged under). The head trains at ``optimizer.lr``; the backbone at
+:func:`~paramdoctor.config.effective_backbone_lr` (an explicit
+``optimizer.backbone_lr``, else a tenth of ``lr`` for pretrained weights and
+``lr`` itself from scratch). Each is split in two underneath: weights that decay,
 and biases/normalisation parameters that do not (decaying a BatchNorm scale or a
 bias towards zero only hurts). The split groups keep the same ``name``, so the
 telemetry logs one learning rate per named group.
@@ -14,20 +17,22 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from paramdoctor.config.schema import OptimizerConfig
+from paramdoctor.config.resolve import effective_backbone_lr
+from paramdoctor.config.schema import TrainConfig
 
 
 def _decays(param: nn.Parameter) -> bool:
     return param.ndim > 1  # weights of conv/linear layers; not biases, not norm scales
 
 
-def group_lrs(cfg: OptimizerConfig) -> dict[str, float]:
+def group_lrs(config: TrainConfig) -> dict[str, float]:
     """Peak learning rate of each named group."""
-    return {"backbone": cfg.backbone_lr if cfg.backbone_lr is not None else cfg.lr, "head": cfg.lr}
+    return {"backbone": effective_backbone_lr(config), "head": config.optimizer.lr}
 
 
-def param_groups(cfg: OptimizerConfig, named_groups: dict[str, Iterable[nn.Parameter]]) -> list[dict]:
-    lrs = group_lrs(cfg)
+def param_groups(config: TrainConfig, named_groups: dict[str, Iterable[nn.Parameter]]) -> list[dict]:
+    cfg = config.optimizer
+    lrs = group_lrs(config)
     groups: list[dict] = []
     for name, params in named_groups.items():
         params = [p for p in params if p.requires_grad]
@@ -43,8 +48,11 @@ def param_groups(cfg: OptimizerConfig, named_groups: dict[str, Iterable[nn.Param
     return groups
 
 
-def build_optimizer(cfg: OptimizerConfig, named_groups: dict[str, Iterable[nn.Parameter]], *, fused: bool = False) -> torch.optim.Optimizer:
-    groups = param_groups(cfg, named_groups)
+def build_optimizer(config: TrainConfig, named_groups: dict[str, Iterable[nn.Parameter]], *, fused: bool = False) -> torch.optim.Optimizer:
+    """The optimizer of ``config.optimizer`` over the named groups; it needs the whole config because
+    the backbone's LR depends on whether ``model.weights`` starts it from pretrained weights."""
+    cfg = config.optimizer
+    groups = param_groups(config, named_groups)
     extra = {"fused": True} if fused else {}
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, **extra)
