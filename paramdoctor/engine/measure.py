@@ -175,13 +175,13 @@ def _oscillation(req: Request) -> Measurement | Unavailable:
 
 
 def _same_as_step_loss(record: RunRecord) -> bool:
+    """Whether train/loss is in effect single mini-batch losses: the per-step loss itself, or means of under 3 of them."""
     train, step = record.get(keys.TRAIN_LOSS), record.get(keys.STEP_LOSS)
-    return (
-        train is not None
-        and step is not None
-        and train.values.size == step.values.size
-        and bool(np.array_equal(train.values, step.values, equal_nan=True))
-    )
+    if train is None or step is None:
+        return False
+    if train.values.size == step.values.size and bool(np.array_equal(train.values, step.values, equal_nan=True)):
+        return True
+    return step.values.size < 3 * train.values.size and record.source != "paramdoctor"
 
 
 def _isolated_spikes(req: Request) -> Measurement | Unavailable:
@@ -191,8 +191,8 @@ def _isolated_spikes(req: Request) -> Measurement | Unavailable:
     best = None
     for key in (keys.VAL_LOSS, keys.TRAIN_LOSS):
         s = record.get(key)
-        if s is None:
-            continue
+        if s is None or (key == keys.TRAIN_LOSS and _same_as_step_loss(record)):
+            continue  # a train/loss made of single mini-batch losses spikes with every hard batch
         res = signals.isolated_spikes(s.steps, s.values, ratio=ratio)
         if res is not None and (best is None or (res.count, res.max_ratio) > (best[1].count, best[1].max_ratio)):
             best = (key, res)
