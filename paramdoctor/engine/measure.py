@@ -417,7 +417,7 @@ def _still_improving(req: Request) -> Measurement | Unavailable:
         if key == monitor:
             counts = res.improving and res.gain >= min_gain
         else:
-            counts = (res.improving or res.held >= res.window - 1) and res.gain >= min_gain_other
+            counts = res.held >= res.window - 1 and res.gain >= min_gain_other
         if counts and res.best_at_end:
             chosen = (key, res)
             break
