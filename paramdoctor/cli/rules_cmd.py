@@ -172,7 +172,7 @@ def _print_explanation(rule: Any) -> None:
     if needs:
         para(f"needs: {', '.join(needs)} (at least {rule.min_points} points)")
     scope = rule.applies_to
-    if scope.status or scope.stop_reason or scope.pretrained:
+    if scope.status or scope.stop_reason or scope.pretrained is not None:
         parts = []
         if scope.status:
             parts.append(f"runs that are {' or '.join(scope.status)}")
@@ -180,6 +180,8 @@ def _print_explanation(rule: Any) -> None:
             parts.append(f"stopped by {' or '.join(scope.stop_reason)}")
         if scope.pretrained:
             parts.append("started from pretrained weights")
+        elif scope.pretrained is False:
+            parts.append("trained from scratch")
         para(f"judges only: {', '.join(parts)}")
     for title, text in (
         ("What it detects", rule.doc.what),

@@ -175,12 +175,14 @@ def _not_applicable(rule: Rule, record: RunRecord) -> str | None:
     stop = record.meta.get("stop_reason")
     if scope.stop_reason is not None and stop is not None and stop not in scope.stop_reason:
         return f"judges only runs stopped by {' or '.join(scope.stop_reason)}; this one stopped by {stop}"
-    if scope.pretrained:
+    if scope.pretrained is not None:
         pretrained = context.pretrained_of(record)
         if pretrained is None:
             return "cannot tell whether the run started from pretrained weights"
-        if not pretrained:
+        if scope.pretrained and not pretrained:
             return "the run did not start from pretrained weights (model.weights is not set)"
+        if not scope.pretrained and pretrained:
+            return "the run started from pretrained weights (model.weights is set): small backbone steps are the recipe there"
     return None
 
 

@@ -580,6 +580,29 @@ def _grad_norm(req: Request) -> Measurement | Unavailable:
     return Measurement(values, "step", res.onset)
 
 
+def _slow_updates(req: Request) -> Measurement | Unavailable:
+    """Typical update ratios over most of training, where the monitored metric was best, and the LR factor for a slow head."""
+    record = req.record
+    res = signals.typical_update_ratios(_telemetry(record, keys.TELEMETRY_UPDATE_RATIO))
+    if res is None:
+        return Unavailable("no layer group has a nonzero update ratio sample")
+    monitor, mode = context.monitor_of(record)
+    curve = record.get(monitor)
+    best = signals.best_point(curve.steps, curve.values, mode) if curve is not None else None
+    target = float(_param(req, "target_ratio", 1e-3))
+    head_factor = None
+    if res.head is not None and res.head > 0 and res.head < float(_param(req, "max_ratio", 5e-4)):
+        head_factor = float(f"{min(10.0, target / res.head):.2g}")
+    values = _values(
+        res,
+        best_position=None if best is None else best.position,
+        best_x=None if best is None else best.x,
+        monitor=monitor,
+        head_factor=head_factor,
+    )
+    return Measurement(values, "step")
+
+
 def _drift(req: Request) -> Measurement | Unavailable:
     res = signals.backbone_drift(_telemetry(req.record, keys.TELEMETRY_DRIFT), threshold=float(_param(req, "max_drift", 0.5)))
     if res is None:
@@ -727,6 +750,14 @@ SIGNALS: dict[str, SignalSpec] = {
             _grad_norm,
             needs=(keys.STEP_GRAD_NORM,),
             reads={"min_orders": 2.0},
+        ),
+        SignalSpec(
+            "slow_updates",
+            "typical update/weight ratios of the backbone and the head over the first 80% of training",
+            _fields(signals.TypicalUpdates, "best_position", "best_x", "monitor", "head_factor"),
+            _slow_updates,
+            needs=("telemetry/*/update_ratio",),
+            reads={"max_ratio": 5e-4, "target_ratio": 1e-3},
         ),
         SignalSpec(
             "backbone_drift",

@@ -174,7 +174,8 @@ class AppliesTo(_Strict):
     ``status``: run states judged (e.g. not RUNNING for "ended too early").
     ``stop_reason``: judged only when the run's recorded stop reason is one of
     these (runs without a recorded stop reason are judged).
-    ``pretrained``: true judges only runs that started from pretrained weights.
+    ``pretrained``: true judges only runs that started from pretrained weights,
+    false only runs trained from scratch.
     """
 
     status: list[RunState] | None = None  # type: ignore[valid-type]

@@ -43,11 +43,13 @@ from paramdoctor.signals.schedule import LrSchedule, lr_schedule
 from paramdoctor.signals.telemetry import (
     Drift,
     GradNormChange,
+    TypicalUpdates,
     UpdateBand,
     backbone_drift,
     early_update_ratio,
     grad_norm_change,
     lr_cut,
+    typical_update_ratios,
     update_ratio_band,
 )
 from paramdoctor.signals.trend import Improvement, Plateau, Trend, plateau, still_improving, trend_test
@@ -72,6 +74,7 @@ __all__ = [
     "Progress",
     "Spikes",
     "Trend",
+    "TypicalUpdates",
     "UpdateBand",
     "backbone_drift",
     "best_point",
@@ -101,5 +104,6 @@ __all__ = [
     "spikes",
     "still_improving",
     "trend_test",
+    "typical_update_ratios",
     "update_ratio_band",
 ]

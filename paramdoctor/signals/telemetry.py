@@ -64,6 +64,38 @@ def update_ratio_band(curves: dict[str, tuple]) -> UpdateBand | None:
     )
 
 
+@dataclass(frozen=True)
+class TypicalUpdates:
+    """Typical update/weight ratios over most of training (the first ``fraction`` of each group's samples).
+
+    ``backbone`` is the median over the non-head groups of their medians
+    (None without such a group), ``head`` the head's median (None without a
+    head), ``slowest_group``/``slowest`` the group that moved least.
+    """
+
+    groups: int
+    backbone: float | None
+    head: float | None
+    slowest_group: str
+    slowest: float
+
+
+def typical_update_ratios(curves: dict[str, tuple], *, head: str = "head", fraction: float = 0.8) -> TypicalUpdates | None:
+    """Per-group medians over the first ``fraction`` of training; None when no group moved."""
+    medians = {group: float(np.median(v[: max(1, math.ceil(v.size * fraction))])) for group, v in _moving_samples(curves).items()}
+    if not medians:
+        return None
+    others = [m for g, m in medians.items() if g != head]
+    slowest = min(medians, key=medians.__getitem__)
+    return TypicalUpdates(
+        groups=len(medians),
+        backbone=float(np.median(others)) if others else None,
+        head=medians.get(head),
+        slowest_group=slowest,
+        slowest=medians[slowest],
+    )
+
+
 def early_update_ratio(curves: dict[str, tuple], fraction: float = 0.1) -> tuple[str, float] | None:
     """(group, ratio): the largest per-group median update/weight ratio over the first ``fraction`` of its samples.
 

@@ -169,6 +169,25 @@ def test_a_loss_that_climbs_far_above_its_minimum_below_its_start_is_unstable():
     assert "PD102" not in found  # not above where it started: instability, not divergence
 
 
+# --- 8. the run that is simply too slow -----------------------------------------------------------
+
+
+def test_a_from_scratch_backbone_at_a_fine_tuning_lr_is_too_slow_though_its_curves_look_fine():
+    d = diagnose(synthetic.sick("PD206"), RULES)
+    finding = next(f for f in d.findings if f.code == "PD206")
+    assert finding.category == "lr_too_low"
+    change = next(c for c in d.prescription.changes if c.key == "optimizer.backbone_lr")
+    assert (change.old, change.new) == (1e-4, None)  # back to auto: the head's LR for a from-scratch backbone
+
+
+def test_small_backbone_steps_are_the_recipe_when_fine_tuning_pretrained_weights():
+    record = synthetic.sick("PD206")
+    record.config["model"]["weights"] = "IMAGENET1K_V1"
+    d = diagnose(record, RULES)
+    assert "PD206" not in [f.code for f in d.findings]
+    assert "pretrained" in next(s for s in d.skipped if s.code == "PD206").reason
+
+
 # --- 9. prescriptions that fit the evidence ----------------------------------------------------
 
 

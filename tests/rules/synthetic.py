@@ -346,6 +346,18 @@ def _decay_overpowers(seed: int) -> RunRecord:
     return run.record()
 
 
+def _slow_from_scratch(seed: int) -> RunRecord:
+    """A network trained from scratch with a fine-tuning backbone LR: its backbone moves ~2e-4 per step, val still rising late."""
+    run = Run(seed, epochs=20)
+    t, r = run.x, run.rng
+    run.val_acc = np.clip(0.97 - 0.5 * np.exp(-0.18 * t) + 0.003 * r.standard_normal(t.size), 0, 1)
+    run.update_ratio["backbone.layer3"] = run.update_ratio["backbone.layer3"] * 0.5
+    run.update_ratio["backbone.layer4"] = run.update_ratio["backbone.layer4"] * 0.5
+    run.config = _config(model={"name": "small_cnn", "weights": None}, optimizer={"backbone_lr": 1e-4}, trainer={"max_epochs": 20})
+    run.meta["stop_reason"] = "max_epochs"
+    return run.record()
+
+
 def _rebounds(seed: int) -> RunRecord:
     """The loss finds a low level, then climbs 5x above it and stays there, still below where it started."""
     run = Run(seed, epochs=16)
@@ -418,6 +430,7 @@ SICK = {
     "PD203": _still_improving,
     "PD204": _best_early,
     "PD205": _stuck_at_chance,
+    "PD206": _slow_from_scratch,
     "PD207": _warmup_never_ends,
     "PD208": _stalls_at_lr_floor,
     "PD301": _val_turns_up,
