@@ -253,7 +253,8 @@ def _progress(req: Request) -> Measurement | Unavailable:
         update_ratio=update_ratio,
         lr_evidence=told,
         lr_evidence_text=told_text or "nothing in the run says the learning rate is too small",
-        warmup_running=None if schedule is None else schedule.warmup_running,
+        # a warmup still running in a log that stopped before its planned end is no verdict on the warmup (PD207)
+        warmup_running=None if schedule is None else bool(schedule.warmup_running and _complete(record) is not False),
         lr_at_floor=None if schedule is None else bool(schedule.at_floor and schedule.floor_fraction >= 0.25),
         plateau_p=flat.p_value,
         flat=flat.flat,
