@@ -73,6 +73,7 @@ class Provenance(_Strict):
     log: str = Field(min_length=1)
     task: str = ""
     note: str = ""
+    map: dict[str, str] = {}  # the --map KEY=COLUMN a user passes for a log whose column names say nothing
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def load_real_sample(folder: Path, *, read_log: bool = True) -> RealSample:
         from paramdoctor.importers import load_foreign
 
         try:
-            record = load_foreign(log)
+            record = load_foreign(log, mapping=dict(source.map) or None)
         except InputError as exc:
             error = str(exc)
     return RealSample(name=name, expect=expect, source=source, path=folder, record=record, error=error)
