@@ -79,23 +79,35 @@ TAG_PARENT_RUN = "mlflow.parentRunId"
 
 _SAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
 
-# Which way a metric improves, read from its name (the last path part, lowercased). Checked in order:
-# a loss is "min"; then a name with a score word is "max"; then one with an error word is "min". Unknown: None.
-_MIN_WORDS = re.compile(r"loss|err|mse|mae|rmse|wer|cer|perplexity|ppl|nll|dist|miss|fpr")
-_MAX_WORDS = re.compile(
-    r"acc|f1|auc|prec|recall|iou|map|dice|cos|sim|score|r2|bleu|rouge|mrr|hits|top1|top5|ap$|ap\d|^ap_|ssim|psnr|kappa|mcc"
+# Which way a metric improves, read from the words of its name (split at separators and camelCase; each
+# word also without trailing digits, so "hits10" reads as "hits"). Any error word makes it "min" ("dice_loss",
+# "top1_err"); else a score word makes it "max"; else the direction is unknown (None).
+_MIN_WORDS = frozenset(
+    {"loss", "losses", "err", "error", "errors", "mse", "mae", "rmse", "mape", "smape", "msle", "medae", "wer", "cer",
+     "perplexity", "ppl", "nll", "dist", "distance", "fpr", "miss"}
 )
+_MAX_WORDS = frozenset(
+    {"acc", "accs", "accuracy", "accuracies", "f1", "auc", "auroc", "precision", "prec", "recall", "iou", "miou", "map",
+     "ap", "dice", "cos", "cosine", "sim", "similarity", "score", "r2", "bleu", "rouge", "mrr", "hits", "top1", "top5",
+     "ssim", "psnr", "kappa", "mcc"}
+)
+CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+
+
+def metric_words(name: str) -> list[str]:
+    """The words of a metric name: ``val/topOneErr`` -> ``["val", "top", "one", "err"]``."""
+    return [w for w in _WORD_SPLIT.split(CAMEL_HUMP.sub(" ", name).lower()) if w]
 
 
 def metric_mode(name: str) -> str | None:
     """"min" for a loss or error metric, "max" for a score, None when the name does not say (``val/cer`` -> "min")."""
-    last = name.rsplit("/", 1)[-1].lower()
-    if "loss" in last:
+    words = set(metric_words(name)) | set(_WORD_SPLIT.split(name.lower()))  # "mIoU" is both "m", "io", "u" and "miou"
+    candidates = words | {w.rstrip("0123456789") for w in words}
+    if candidates & _MIN_WORDS:
         return "min"
-    if _MAX_WORDS.search(last):
+    if candidates & _MAX_WORDS:
         return "max"
-    if _MIN_WORDS.search(last):
-        return "min"
     return None
 
 

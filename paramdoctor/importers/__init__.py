@@ -6,7 +6,11 @@ Ultralytics ``results.csv``, TensorBoard event files (Lightning's
 ``TensorBoardLogger``, HF ``report_to="tensorboard"``), nested JSON histories,
 timm ``summary.csv``, MMEngine ``scalars.json`` and mmcv ``*.log.json``,
 Detectron2 ``metrics.json``, fastai ``history.csv``, Weights & Biases CSV
-exports, and any CSV/JSONL of curves with ``--map``. The format is recognised
+exports, the logs training scripts write by hand (pandas ``to_csv`` tables,
+``;``- or tab-separated files, dicts of per-epoch lists beside a config,
+lists of per-epoch dicts; see :mod:`~paramdoctor.importers.names` for the
+names read and the direction of each metric), and any CSV/JSONL of curves
+with ``--map``. The format is recognised
 from the content; several evaluation sets keep one curve each
 (:mod:`~paramdoctor.importers.eval_sets`); every kind of bad input is one
 :class:`~paramdoctor.errors.InputError` line. :func:`normalize_metric_names`

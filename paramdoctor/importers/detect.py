@@ -20,7 +20,7 @@ from typing import Any
 from paramdoctor.errors import InputError
 from paramdoctor.importers import detectron2, fastai, keras, mmcv_log, mmengine, nested_json, tensorboard, timm, wandb
 from paramdoctor.importers.names import generic_role
-from paramdoctor.importers.reading import CsvTable, JsonLines, parse_csv, parse_json, parse_jsonl, printable, read_text
+from paramdoctor.importers.reading import CsvTable, JsonLines, parse_csv, parse_json, parse_jsonl, read_text
 from paramdoctor.record import EXPORT_FORMAT
 
 
@@ -189,12 +189,9 @@ def _sniff_json(text: str, stripped: str, path: Path) -> tuple[ImportedFormat, A
         jsonl = JsonLines([(i + 1, item) for i, item in enumerate(data)])
         return _jsonl_format(jsonl), jsonl
     if isinstance(data, list) and data and all(isinstance(item, list) for item in data):
-        first = printable(json.dumps(data[0]), 60)
-        raise InputError(
-            f"{path}: holds {len(data)} rows of values without names (the first: {first}); paramdoctor cannot tell "
-            "which value is which curve: save the rows as a CSV with a header line (e.g. step,train_loss,val_loss) "
-            "or as a dict of named per-epoch lists"
-        )
+        # [[15, 2.18, 2.17], ...]: rows of values without names; their positions name them ("0", "1", "2")
+        rows = [(i + 1, {str(j): value for j, value in enumerate(item)}) for i, item in enumerate(data)]
+        return ImportedFormat.JSONL, JsonLines(rows)
     what = "an empty list" if data == [] else f"a JSON {type(data).__name__}"
     raise InputError(
         f"{path}: holds {what}; expected a trainer_state.json, a dict of per-epoch lists (a Keras or hand-written "
@@ -239,6 +236,6 @@ def _csv_format(table: CsvTable) -> ImportedFormat:
         return ImportedFormat.TIMM_SUMMARY
     if fastai.looks_like(table.header):
         return ImportedFormat.FASTAI_CSV
-    if table.header and table.header[0] == "epoch" and "step" not in names and ("loss" in names or "val_loss" in names):
-        return ImportedFormat.KERAS_CSV
+    if table.header and table.header[0] == "epoch" and "loss" in names and table.header[1:] == sorted(table.header[1:]):
+        return ImportedFormat.KERAS_CSV  # CSVLogger: "epoch", then the logs' keys sorted, always with "loss"
     return ImportedFormat.CSV

@@ -1,15 +1,19 @@
 """Any CSV or JSONL of curves: columns recognised by name, or named with ``--map KEY=COLUMN``.
 
 The x counter is the first of ``step``/``global_step``/``current_steps``/
-``iteration`` and ``epoch``/``epochs``/``ep`` present; without one, each row is
-one evaluation. Besides the tools' names, hand-written habits are read
+``iteration`` and ``epoch``/``epochs``/``ep`` present, or the column
+``--map step=COLUMN`` / ``--map epoch=COLUMN`` names; without one, each row is
+one evaluation. Values without names (a headerless CSV, a JSON list of
+``[step, train_loss, val_loss]`` rows) have their positions as names: ``0``,
+``1``, ``2``... Besides the tools' names, hand-written habits are read
 (:func:`~paramdoctor.importers.names.table_role`): a pandas ``to_csv`` with
 columns ``train,valid`` holds the two losses, ``val_f1`` is ``val/f1``,
 ``auc`` beside ``val_auc`` is ``train/auc``.
 
 A log in long form, one row per split and epoch with a ``phase`` (``split``,
-``mode``, ``subset``) column saying ``train`` or ``val``, is read as if its
-columns were named ``train_loss``, ``val_loss``, ``val_f1``...
+``mode``, ``subset``) column saying ``train``, ``val`` or ``test``, is read as
+if its columns were named ``train_loss``, ``val_loss``, ``val_f1``... (and
+``test_loss``, which is no curve: a test split is not the validation split).
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from paramdoctor.importers.eval_sets import with_eval_sets
-from paramdoctor.importers.names import EPOCH_COLUMNS, STEP_COLUMNS, table_role, with_bare_splits, with_train_twins
-from paramdoctor.importers.reading import CsvTable
+from paramdoctor.errors import InputError
+from paramdoctor.importers.names import (
+    COUNTER_KEYS, EPOCH_COLUMNS, STEP_COLUMNS, table_role, with_bare_splits, with_train_twins,
+)
+from paramdoctor.importers.reading import CsvTable, printable
 from paramdoctor.importers.rows import csv_objects, roles_for, row_from, without_worded_guesses
 from paramdoctor.importers.table import ParsedLog
 
@@ -48,8 +55,16 @@ def _parse(
     by_lower: dict[str, str] = {}
     for column in columns:
         by_lower.setdefault(column.strip().lower(), column)
-    step_col = next((by_lower[c] for c in STEP_COLUMNS if c in by_lower), None)
-    epoch_col = next((by_lower[c] for c in EPOCH_COLUMNS if c in by_lower), None)
+    named = {key: col for key, col in (mapping or {}).items() if key in COUNTER_KEYS}  # --map step=COLUMN
+    mapping = {key: col for key, col in (mapping or {}).items() if key not in COUNTER_KEYS} or None
+    for key, col in named.items():
+        if col not in columns:
+            shown = ", ".join(printable(c, 40) for c in list(dict.fromkeys(columns))[:25])
+            raise InputError(f"{path}: --map {key}={printable(col)}: the log has no column '{printable(col)}' (its columns: {shown})")
+    step_col = named.get("step") or next((by_lower[c] for c in STEP_COLUMNS if c in by_lower), None)
+    epoch_col = named.get("epoch") or next((by_lower[c] for c in EPOCH_COLUMNS if c in by_lower), None)
+    if step_col is not None and step_col == epoch_col:  # one column is one counter: the one --map named
+        step_col, epoch_col = (None, epoch_col) if "epoch" in named and "step" not in named else (step_col, None)
     counters = {step_col, epoch_col} - {None}
     phase_col = _phase_column(by_lower, objects)
     if phase_col is not None:
@@ -64,7 +79,7 @@ def _parse(
 
 
 def _phase_column(by_lower: dict[str, str], objects: list[tuple[int, dict[str, Any]]]) -> str | None:
-    """The column saying which split each row measured: on every row, only split names, training and validation both."""
+    """The column saying which split each row measured: on every row, only split names, training and another."""
     for name in _PHASE_COLUMNS:
         column = by_lower.get(name)
         if column is None or not objects:
@@ -73,7 +88,7 @@ def _phase_column(by_lower: dict[str, str], objects: list[tuple[int, dict[str, A
         if not all(isinstance(v, str) for v in values):
             continue
         phases = {_PHASES.get(v.strip().lower()) for v in values}  # type: ignore[union-attr]
-        if None not in phases and {"train", "val"} <= phases:
+        if None not in phases and "train" in phases and len(phases) > 1:
             return column
     return None
 

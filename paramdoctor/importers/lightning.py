@@ -6,8 +6,11 @@ Every ``log_metrics`` call is one row with ``epoch`` (0-based) and ``step``
 validation (``val_loss``, ``val_acc``), one at each epoch end
 (``train_loss_epoch``). ``LearningRateMonitor`` adds ``lr-<Optimizer>`` (and
 ``/pgN`` per parameter group). Several validation dataloaders log
-``val_loss/dataloader_idx_N``: one evaluation set each. ``hparams.yaml``
-beside it holds the module's saved hyperparameters.
+``val_loss/dataloader_idx_N``: one evaluation set each. Other metrics keep
+their names (``val_f1`` is ``val/f1``, ``train_f1_epoch`` is ``train/f1``).
+``hparams.yaml`` beside it holds the module's saved hyperparameters. The
+epoch-end row may carry a step one lower than the validation row before it,
+so only an epoch going down starts a new run.
 """
 
 from __future__ import annotations
@@ -15,15 +18,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from paramdoctor.importers.eval_sets import with_eval_sets
-from paramdoctor.importers.names import generic_role
+from paramdoctor.importers.names import table_role
 from paramdoctor.importers.reading import CsvTable
-from paramdoctor.importers.rows import csv_objects, read_sidecar_yaml, roles_for, row_from, scalar_config, scalar_params
+from paramdoctor.importers.rows import (
+    csv_objects, read_sidecar_yaml, roles_for, row_from, scalar_config, scalar_params, without_worded_guesses,
+)
 from paramdoctor.importers.table import INDEX0, ParsedLog
 
 
 def parse(path: Path, table: CsvTable, mapping: dict[str, str] | None) -> ParsedLog:
-    roles = roles_for(table.header, with_eval_sets(generic_role, table.header), mapping, path)
     objects = csv_objects(table.header, table.rows)
+    roles = roles_for(table.header, with_eval_sets(table_role, table.header), mapping, path)
+    roles = without_worded_guesses(roles, objects)
     rows = [row_from(obj, roles, ("step", "epoch"), line, f"line {line}", path) for line, obj in objects]
     hparams = read_sidecar_yaml(path.parent / "hparams.yaml")
     meta = {}
@@ -40,4 +46,6 @@ def parse(path: Path, table: CsvTable, mapping: dict[str, str] | None) -> Parsed
         params=scalar_params(hparams),
         config=scalar_config(hparams),
         meta=meta,
+        columns=[c for c in table.header if c],
+        run_counter="epoch",  # the step may go back by one: epoch-end rows carry the step before the validation's
     )

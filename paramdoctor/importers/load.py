@@ -13,12 +13,13 @@ from paramdoctor.importers import (
     timm, ultralytics, wandb,
 )
 from paramdoctor.importers.detect import ImportedFormat, locate_log, sniff
-from paramdoctor.importers.names import pick_monitor
+from paramdoctor.importers.names import COUNTER_KEYS, pick_monitor
 from paramdoctor.importers.reading import printable, read_text
 from paramdoctor.importers.table import ParsedLog, assemble, split_runs
 from paramdoctor.record import RunRecord
 
 _MAP_KEY = re.compile(r"^(train|val|step|epoch)/[A-Za-z0-9_\-./ ]+$")
+_COUNTER_FORMATS = (ImportedFormat.CSV, ImportedFormat.JSONL)  # the formats whose x counter a user may name
 _STANDARD_NAMES = {
     "trainer_state.json", "trainer_log.jsonl", "metrics.csv", "results.csv", "history.json", "summary.csv", "metrics.json",
     "history.csv",
@@ -67,6 +68,12 @@ def load_foreign(
         fmt, payload = sniff(read_text(file), file)
         if fmt is ImportedFormat.PARAMDOCTOR_EXPORT:
             return RunRecord.from_dict(payload, where=str(file))
+        counters = sorted(set(mapping or {}) & set(COUNTER_KEYS))
+        if counters and fmt not in _COUNTER_FORMATS:
+            raise InputError(
+                f"{file}: --map {counters[0]}=...: only a plain CSV or JSON-lines log takes its {counters[0]} counter "
+                f"from --map; this {fmt.tool} log names its own"
+            )
         log = _PARSERS[fmt](file, payload, mapping)
     if fmt is ImportedFormat.HF_TRAINER_STATE and _beside_llamafactory_log(file):
         log.tool = "llamafactory"  # LLaMA-Factory trains with HF's Trainer and leaves both files
@@ -103,16 +110,17 @@ def load_foreign(
 
 
 def check_mapping(mapping: dict[str, str] | None) -> dict[str, str] | None:
-    """``mapping`` when every key is a paramdoctor metric key and every column a non-empty name."""
+    """``mapping`` when every key is a paramdoctor metric key (or ``step``/``epoch``: the x counter) and every column a non-empty name."""
     if not mapping:
         return None
     out: dict[str, str] = {}
     for key, column in mapping.items():
         key, column = str(key).strip(), str(column).strip()
-        if not _MAP_KEY.match(key):
+        if not _MAP_KEY.match(key) and key not in COUNTER_KEYS:
             raise InputError(
                 f"--map {printable(key)}={printable(column)}: '{printable(key)}' is not a paramdoctor metric key "
-                "(use train/loss, train/acc, val/loss, val/acc, step/loss, step/grad_norm or step/lr/default)"
+                "(use train/loss, train/acc, val/loss, val/acc, step/loss, step/grad_norm or step/lr/default; "
+                "step or epoch to name the x counter)"
             )
         if not column:
             raise InputError(f"--map {key}=: the column name is empty (write --map {key}=COLUMN)")
@@ -157,6 +165,11 @@ def _no_curves(file: Path, log: ParsedLog, mapping: dict[str, str] | None) -> st
     shown = ", ".join(printable(c, 40) for c in columns[:25]) + (", ..." if len(columns) > 25 else "")
     if mapping:
         return f"{file}: no training curves found in the mapped columns (check the --map column names; its columns: {shown})"
+    if all(c.isdigit() for c in columns):
+        return (
+            f"{file}: no training curves found: the values have no names, only positions ({shown}); say which is "
+            f"which, e.g. {_map_example(columns)}"
+        )
     return (
         f"{file}: no training curves found: no column name says which curve it holds (its columns: {shown}); "
         f"say which is which, e.g. {_map_example(columns)}"
@@ -168,6 +181,8 @@ def _map_example(columns: list[str]) -> str:
     pairs: list[tuple[str, str]] = []
     for word, targets in (("loss", (keys.TRAIN_LOSS, keys.VAL_LOSS)), ("acc", (keys.TRAIN_ACC, keys.VAL_ACC))):
         pairs += zip(targets, [c for c in columns if word in c.lower()])
+    if not pairs and len(columns) > 2 and all(c.isdigit() for c in columns):  # [step, train loss, val loss] rows
+        pairs = list(zip(("step", keys.TRAIN_LOSS, keys.VAL_LOSS), columns))
     if not pairs:
         pairs = list(zip((keys.TRAIN_LOSS, keys.VAL_LOSS), columns))
     return " ".join(f"--map {key}={_quoted(printable(column, 40))}" for key, column in pairs)

@@ -37,7 +37,7 @@ def parse(path: Path, lines: JsonLines, mapping: dict[str, str] | None) -> Parse
     logged = [(line, obj) for line, obj in lines.objects if obj.get("mode") in ("train", "val")]
     header = next((obj for _, obj in lines.objects if "mode" not in obj), {})
     train = [(line, obj) for line, obj in logged if obj["mode"] == "train"]
-    epochs = {_counter(obj, "epoch", line, path) for line, obj in train}
+    epochs = {_counter(obj, "epoch", line, path) for line, obj in train or logged}  # a log of evaluations only
     by_epoch = len(epochs) > 1
     per_epoch = max((_counter(obj, "iter", line, path) or 0 for line, obj in train), default=0)
     train_names: dict[str, None] = {}

@@ -5,7 +5,8 @@
 ``LoggerHook.interval`` iterations: ``lr``, ``loss`` (the sum the optimizer
 saw) and its parts (``loss_cls``, ``loss_bbox``...), ``grad_norm`` when
 gradients are clipped, ``time``, ``data_time``, ``memory``, ``iter`` (global,
-1-based), ``epoch`` (1-based, epoch-based loops only) and ``step`` (= ``iter``).
+1-based; some versions leave it out), ``epoch`` (1-based, epoch-based loops
+only) and ``step`` (= ``iter``).
 Validation lines hold the evaluator's metrics (``accuracy/top1`` in percent,
 ``coco/bbox_mAP``, ``mIoU``...) and ``step``: the epoch just finished when
 ``LoggerHook.log_metric_by_epoch`` (the default; training lines then carry
@@ -31,11 +32,21 @@ _SUM = "loss (sum)"
 
 def looks_like(objects: list[tuple[int, dict[str, Any]]]) -> bool:
     """Training lines as MMEngine's LoggerHook writes them (``iter``, ``step``, ``time``, ``data_time``), no ``mode`` key."""
-    return any(TRAIN_MARKS <= obj.keys() and "mode" not in obj for _, obj in objects[:50])
+    return any(TRAIN_MARKS <= _with_iter(obj).keys() and "mode" not in obj for _, obj in objects[:50])
+
+
+def _with_iter(obj: dict[str, Any]) -> dict[str, Any]:
+    """A training line of an MMEngine that wrote no ``iter`` (only ``step``, which is the iteration) given one.
+
+    Training lines carry the learning rate; validation lines never do.
+    """
+    if "iter" in obj or "step" not in obj or not any(lr_role(k) for k in obj):
+        return obj
+    return {**obj, "iter": obj["step"]}
 
 
 def parse(path: Path, lines: JsonLines, mapping: dict[str, str] | None) -> ParsedLog:
-    objects = lines.objects
+    objects = [(line, _with_iter(obj)) for line, obj in lines.objects]
     by_epoch = any("iter" in obj and "epoch" in obj for _, obj in objects)
     train_names: dict[str, None] = {}
     val_names: dict[str, None] = {}

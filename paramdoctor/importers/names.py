@@ -28,8 +28,8 @@ humps; a word is also tried without its trailing digits, so ``hits10`` is
 =====  ==========================================================================
 mode   words
 =====  ==========================================================================
-min    loss(es), err, error(s), mse, mae, rmse, wer, cer, perplexity, ppl, nll,
-       dist, distance, fpr, miss
+min    loss(es), err, error(s), mse, mae, rmse, mape, smape, msle, medae, wer,
+       cer, perplexity, ppl, nll, dist, distance, fpr, miss
 max    acc, accuracy, f1, auc, auroc, precision, prec, recall, iou, miou, map,
        ap, dice, cos, cosine, sim, similarity, score, r2, bleu, rouge, mrr, hits,
        top1, top5, ssim, psnr, kappa, mcc
@@ -127,6 +127,7 @@ HF_ROLES: dict[str, Role] = {
     "eval_acc": Role(keys.VAL_ACC, EVAL),
 }
 
+COUNTER_KEYS = ("step", "epoch")  # --map step=COLUMN / epoch=COLUMN: the x counter of a plain CSV or JSONL log
 STEP_COLUMNS = ("step", "global_step", "current_steps", "iteration", "iter", "trainer/global_step", "_step")
 EPOCH_COLUMNS = ("epoch", "epochs", "ep")
 
@@ -165,8 +166,9 @@ def generic_role(name: str) -> Role | None:
     """The role of a column name used by Lightning, Keras or a hand-written log; None when unknown.
 
     Spellings tried: as written, ``Train Loss``/``val-acc`` (spaces, hyphens),
-    ``TrainLoss``/``ValAcc`` (camelCase), and without an ``avg_``/``mean_``/
-    ``epoch_`` prefix (``avg_val_loss`` is the validation loss).
+    ``TrainLoss``/``ValAcc`` (camelCase), and without an ``avg_``/``average_``/
+    ``mean_`` prefix (``avg_val_loss`` is the validation loss). Not ``epoch_``:
+    Keras's TensorBoard callback writes ``epoch_loss`` for both splits.
     """
     for spelling in _spellings(name):
         role = GENERIC_ROLES.get(spelling)
@@ -179,7 +181,7 @@ def _spellings(name: str) -> list[str]:
     text = name.strip()
     lowered = text.lower()
     snake = re.sub(r"[\s\-]+", "_", lowered)
-    camel = re.sub(r"[\s\-]+", "_", _CAMEL_HUMP.sub("_", text)).lower()
+    camel = re.sub(r"[\s\-]+", "_", keys.CAMEL_HUMP.sub("_", text)).lower()
     spellings = [lowered, snake, camel]
     spellings += [s[m.end() :] for s in (snake, camel) if (m := _AVERAGED.match(s)) and len(s) > m.end()]
     return list(dict.fromkeys(spellings))
@@ -196,6 +198,8 @@ def metric_role(name: str) -> Role | None:
     A guess from the naming habit, so the role is ``guessed``. Counters,
     timings and sizes (``val_time``, ``train_samples``, ``eval_runtime``) are
     not metrics; accuracy names become ``val/acc`` / ``train/acc``.
+    Lightning's ``train_f1_epoch`` is ``train/f1``; its ``train_f1_step`` is
+    not kept (only a loss is kept per step).
     """
     text = name.strip()
     averaged = _AVERAGED.match(text.lower())
@@ -206,13 +210,17 @@ def metric_role(name: str) -> Role | None:
         if match is None:
             continue
         metric = match.group("metric").strip(" _-")
+        if metric.endswith("_step"):  # Lightning's per-step copy: only a loss is kept per step
+            return None
+        level = EVAL if split == "val" or metric.endswith("_epoch") else AUTO
+        metric = metric.removesuffix("_epoch")
         if not metric or "/" in metric or not metric[0].isalpha() or not _is_metric(metric):
             return None
         if split == "val":
             return Role(val_metric_key(metric), EVAL, guessed=True)
         if metric.lower() in _ACCURACY_METRICS:
-            return Role(keys.TRAIN_ACC, AUTO, guessed=True)
-        return Role("train/" + keys.safe_key(metric), AUTO, guessed=True)
+            return Role(keys.TRAIN_ACC, level, guessed=True)
+        return Role("train/" + keys.safe_key(metric), level, guessed=True)
     return None
 
 
@@ -265,15 +273,7 @@ def with_bare_splits(role_of: "Callable[[str], Role | None]", columns: Iterable[
     return role
 
 
-def metric_mode(name: str) -> str | None:
-    """``"min"`` or ``"max"``: which way the metric ``name`` improves, read from its words (module doc); None when unknown."""
-    words = set(_words(name)) | set(_WORD_SPLIT.split(name.lower()))  # "mIoU" is both "m", "io", "u" and "miou"
-    candidates = words | {w.rstrip("0123456789") for w in words}
-    if candidates & _MIN_WORDS:
-        return "min"
-    if candidates & _MAX_WORDS:
-        return "max"
-    return None
+metric_mode = keys.metric_mode  # one direction table for the importers and the engine
 
 
 def pick_monitor(series_keys: Iterable[str]) -> tuple[str, str] | None:
@@ -292,35 +292,20 @@ def pick_monitor(series_keys: Iterable[str]) -> tuple[str, str] | None:
     return None
 
 
-def _words(name: str) -> list[str]:
-    spaced = _CAMEL_HUMP.sub(" ", name)
-    return [w for w in _WORD_SPLIT.split(spaced.lower()) if w]
-
-
-_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+_words = keys.metric_words
 _PLAIN_VAL = re.compile(r"^val/(?P<metric>[^/]+)$")
 _VAL_METRIC = re.compile(r"^(?:[Vv]alidation|[Vv]alid|[Vv]al|[Ee]val|[Dd]ev)(?:[_\-\s/]|(?=[A-Z]))(?P<metric>.+)$")
-_AVERAGED = re.compile(r"^(?:avg|average|mean|epoch)_")
+_AVERAGED = re.compile(r"^(?:avg|average|mean)_")
 _TRAIN_METRIC = re.compile(r"^(?:[Tt]raining|[Tt]rain)(?:[_\-\s/]|(?=[A-Z]))(?P<metric>.+)$")
 _BARE_SPLITS = {
     "train": keys.TRAIN_LOSS, "training": keys.TRAIN_LOSS, "val": keys.VAL_LOSS, "valid": keys.VAL_LOSS,
     "validation": keys.VAL_LOSS, "dev": keys.VAL_LOSS,
 }
-_MIN_WORDS = frozenset(
-    {"loss", "losses", "err", "error", "errors", "mse", "mae", "rmse", "wer", "cer", "perplexity", "ppl", "nll", "dist",
-     "distance", "fpr", "miss"}
-)
-_MAX_WORDS = frozenset(
-    {"acc", "accs", "accuracy", "accuracies", "f1", "auc", "auroc", "precision", "prec", "recall", "iou", "miou", "map",
-     "ap", "dice", "cos", "cosine", "sim", "similarity", "score", "r2", "bleu", "rouge", "mrr", "hits", "top1", "top5",
-     "ssim", "psnr", "kappa", "mcc"}
-)
 # Words that make a ``val_``/``train_`` name a counter, timing or size rather than a metric.
 _NOT_METRIC_WORDS = frozenset(
     {"time", "times", "runtime", "duration", "seconds", "sec", "secs", "s", "samples", "sample", "steps", "step", "epoch",
      "epochs", "iter", "iters", "iteration", "iterations", "batch", "batches", "size", "count", "num", "n", "memory",
-     "mem", "speed", "throughput", "flos", "tokens", "timestamp", "lr", "per", "second", "split", "frac", "fraction",
+     "mem", "speed", "throughput", "flos", "tokens", "timestamp", "lr", "second", "split", "frac", "fraction",
      "ratio", "set", "data", "dataset", "file", "path", "dir", "name", "mode"}
 )
 

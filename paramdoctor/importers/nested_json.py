@@ -105,7 +105,10 @@ def parse(path: Path, data: dict[str, Any], mapping: dict[str, str] | None) -> P
     for name, values in curves.items():
         if not isinstance(values, list):
             raise InputError(f"{path}: {where}['{printable(name)}'] is not a list (expected per-epoch lists of numbers)")
-    role_of = keras.role_function(curves) if kind == "history" else with_bare_splits(with_train_twins(table_role, curves), curves, mapping)
+    if kind == "history":
+        role_of = keras.role_function(curves)
+    else:
+        role_of = with_bare_splits(with_train_twins(table_role, curves), curves, mapping)
     roles = roles_for(curves.keys(), role_of, mapping, path)
     x_values: list[Any] | None = data[x_name] if x_name else None
     if x_values is not None:
@@ -128,17 +131,19 @@ def parse(path: Path, data: dict[str, Any], mapping: dict[str, str] | None) -> P
     rows = [row_from(obj, roles, (counter,), i, f"entry {i}", path) for i, obj in objects]
     settings_key = next((k for k in _SETTINGS if isinstance(data.get(k), dict)), None)
     settings: dict[str, Any] = data[settings_key] if settings_key else {}
-    params = scalar_params(settings)
+    keras_params = kind == "history" and settings_key == "params"  # verbose, epochs, steps: not a configuration
+    params = _dotted_params(settings)
     if kind == "flat":
         params.update(scalar_params({k: v for k, v in data.items() if k != x_name}))
     meta: dict[str, Any] = {}
     epochs = next((settings[k] for k in _MAX_EPOCHS if k in settings), None)
     if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0:
         meta["max_epochs"] = epochs
-    by_step = x_name is not None and x_name.lower() in _STEP_X
+    by_step = x_name is not None and x_name.strip().lower() in _STEP_X
     return ParsedLog(
         tool, rows, roles, step_col=counter if by_step else None, epoch_col=None if by_step else counter,
-        epoch_kind=GUESS if x_values is not None else INDEX0, params=params, config=dict(settings), meta=meta,
+        epoch_kind=GUESS if x_values is not None else INDEX0, params=params,
+        config={} if keras_params else dict(settings), meta=meta,
         runs_splittable=False, columns=[name for name in curves if name.strip()],
     )
 
@@ -147,3 +152,13 @@ def _x_list(data: dict[str, Any]) -> str | None:
     """The key of the list of x positions: ``epochs``/``epoch`` first, then ``steps``/``iterations``..."""
     by_lower = {k.strip().lower(): k for k in data if isinstance(data[k], list)}
     return next((by_lower[name] for name in _EPOCH_X + _STEP_X if name in by_lower), None)
+
+
+def _dotted_params(settings: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, str]:
+    """The settings' scalars as params; nested settings under dotted names (``optimizer.lr``), three levels deep."""
+    params = scalar_params({f"{prefix}{k}": v for k, v in settings.items()})
+    if depth < 2:
+        for key, value in settings.items():
+            if isinstance(value, dict):
+                params.update(_dotted_params(value, f"{prefix}{key}.", depth + 1))
+    return params

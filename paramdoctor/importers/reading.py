@@ -120,7 +120,9 @@ def parse_csv(text: str, path: Path) -> CsvTable:
     The delimiter is the one of ``,`` ``;`` and tab that the header line holds
     most of (Keras ``CSVLogger(separator=";")``, tab-separated exports). One
     leading line without any of them (a title such as ``model_history_log``)
-    is skipped when the next line is a header.
+    is skipped when the next line is a header. A first line of numbers only is
+    no header but the first row: the columns are then named by position
+    (``0``, ``1``, ...).
     """
     delimiter, skip_title = sniff_csv_layout(text)
     try:
@@ -136,6 +138,9 @@ def parse_csv(text: str, path: Path) -> CsvTable:
                 continue
             if header is None:
                 header = [c.strip() for c in cells]
+                if all(_is_value(c) for c in header):  # no header line: the columns are named by position
+                    header = [str(i) for i in range(len(cells))]
+                    rows.append((reader.line_num, [c.strip() for c in cells]))
                 continue
             stripped = [c.strip() for c in cells]
             if stripped == header:  # two logs concatenated: the second one's header
@@ -157,11 +162,14 @@ def parse_csv(text: str, path: Path) -> CsvTable:
 def sniff_csv_layout(text: str) -> tuple[str, bool]:
     """The CSV delimiter, and whether the first non-empty line is a title to skip (see :func:`parse_csv`)."""
     lines: list[str] = []
-    for line in io.StringIO(text):
+    start = 0
+    while start < len(text) and len(lines) < 2:  # the first two non-empty lines, without splitting the whole text
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line = text[start:end].rstrip("\r")
         if line.strip():
-            lines.append(line.rstrip("\r\n"))
-            if len(lines) == 2:
-                break
+            lines.append(line)
+        start = end + 1
     if not lines:
         return ",", False
     first = _delimiter_of(lines[0])
@@ -177,6 +185,13 @@ def _delimiter_of(line: str) -> str | None:
     counts = {d: unquoted.count(d) for d in _DELIMITERS}
     best = max(_DELIMITERS, key=lambda d: counts[d])  # the first of the most frequent
     return best if counts[best] else None
+
+
+def _is_value(cell: str) -> bool:
+    try:
+        return to_number(cell) is not None
+    except NotANumber:
+        return False
 
 
 def _is_header(line: str, delimiter: str) -> bool:

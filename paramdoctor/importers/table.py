@@ -55,6 +55,7 @@ class ParsedLog:
     runs_splittable: bool = True
     run_names: list[str] | None = None  # one name per run when the file names its runs (a W&B panel export)
     columns: list[str] = field(default_factory=list)  # every column the file holds, for "which columns" messages
+    run_counter: str | None = None  # the counter whose going down starts a new run (default: step, else epoch)
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Assembled:
 
 def split_runs(log: ParsedLog) -> list[list[Row]]:
     """The runs in the file, in order; a run begins where a counter goes down or a restart was marked."""
-    counter = _counter_column(log)
+    counter = log.run_counter or _counter_column(log)
     runs: list[list[Row]] = []
     current: list[Row] = []
     previous = -math.inf
@@ -153,14 +154,16 @@ def _eval_rows(rows: list[Row], roles: dict[str, Role]) -> list[int]:
 def _resolve(col: str, role: Role, rows: list[Row], val_eval: list[int], log: ParsedLog, kind: str) -> Role:
     """Decide AUTO: a column logged more than once per epoch number, or between evaluations, is per step.
 
-    Fractional epochs (``kind == PROGRESS``) differ on every row, so there only
-    the second test can tell.
+    Fractional epochs (``kind == PROGRESS``) differ on every row, and rows
+    without an epoch number (Lightning's ``LearningRateMonitor`` rows may
+    carry only the step) cannot be counted per epoch, so there only the
+    second test can tell.
     """
     if role.level != AUTO:
         return role
     present = [i for i, row in enumerate(rows) if col in row.values]
     per_step = False
-    if log.epoch_col and kind != PROGRESS:
+    if log.epoch_col and kind != PROGRESS and all(log.epoch_col in rows[i].values for i in present):
         seen: dict[float, int] = {}
         for i in present:
             epoch = rows[i].values.get(log.epoch_col)

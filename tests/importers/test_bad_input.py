@@ -59,6 +59,18 @@ HOSTILE = {
     "nested_metrics_word.json": '{"epochs": [1, 2], "metrics": {"loss": [1, "x"]}}',
     "nested_epochs_words.json": '{"epochs": ["a", "b"], "metrics": {"loss": [1, 2]}}',
     "nested_splits_nested.json": '{"train": {"loss": [[1]]}, "val": {"loss": [1]}}',
+    # hand-written shapes: flat dicts of lists, titles and other delimiters, long form, unnamed rows
+    "flat_x_words.json": '{"epochs": ["a", "b"], "train_loss": [1, 2]}',
+    "flat_longer_than_x.json": '{"epochs": [1], "train_loss": [1, 2], "val_loss": [1]}',
+    "flat_curve_word.json": '{"train_loss": [1, "x"], "val_loss": [1, 2], "n": 3}',
+    "flat_curve_nested.json": '{"config": {"lr": 1}, "train_loss": [[1]], "val_loss": [1]}',
+    "rows_without_names.json": "[[1, 2], [3, 4]]",
+    "rows_of_words.json": '[[1, "a"], [2, "b"]]',
+    "headerless.csv": "1,0.5\n2,0.4\n",
+    "semicolon_word.csv": "model_history_log\nepoch;accuracy;loss\n0;0.5;abc\n",
+    "title_only.csv": "model_history_log\n",
+    "phase_word.csv": "epoch,phase,loss\n1,train,abc\n1,val,1\n",
+    "ambiguous_columns.csv": ",loss0,loss1,acc0,acc1\n0,1,2,3,4\n",
     "fake_event_header.bin": "\x18\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00brain.Event:2 and then nothing",
 }
 
@@ -147,7 +159,8 @@ _json_values = st.recursive(
         ["log_history", "step", "epoch", "loss", "eval_loss", "eval_accuracy", "learning_rate", "current_steps",
          "total_steps", "val_loss", "accuracy", "format", "x", "history", "metrics", "epochs", "train", "val",
          "iteration", "total_loss", "loss_cls", "bbox/AP", "iter", "data_time", "time", "mode", "lr", "accuracy/top1",
-         "eval_a_loss", "eval_a_runtime", "val_loss/dataloader_idx_0"]), children, max_size=5),
+         "eval_a_loss", "eval_a_runtime", "val_loss/dataloader_idx_0", "config", "train_losses", "val_cos", "valid",
+         "dev_loss", "phase", "steps", "epoch_times", "real_val_loss", "TrainLoss"]), children, max_size=5),
     max_leaves=30,
 )
 
@@ -204,7 +217,7 @@ def test_fuzz_mutated_fixtures(seed, mutations, run_index):
 
 
 @_FUZZ
-@given(st.dictionaries(st.sampled_from(["train/loss", "val/loss", "val/acc", "step/loss", "bad key", "val/x"]), st.text(max_size=12), max_size=3))
+@given(st.dictionaries(st.sampled_from(["train/loss", "val/loss", "val/acc", "step/loss", "bad key", "val/x", "step", "epoch"]), st.text(max_size=12), max_size=3))
 def test_fuzz_mappings(mapping):
     _outcome((FIXTURES / "custom_curves.csv").read_bytes(), "curves.csv", mapping=mapping)
 
@@ -241,3 +254,69 @@ def test_fuzz_event_records_with_valid_checksums_and_random_payloads(payloads):
     """Framing and checksums pass, so the protobuf and tensor decoders see arbitrary bytes."""
     first = _record(b"\x09" + b"\x00" * 8 + b"\x1a\x0dbrain.Event:2")  # wall_time, file_version
     _outcome(first + b"".join(_record(p) for p in payloads), "events.out.tfevents.1.host")
+
+
+# --- the hand-written shapes: delimiters, title lines, flat dicts of lists, long form -------------------------
+
+_HAND_ROLLED_SEEDS = [
+    ",train,valid\n0,0.35,0.99\n1,0.30,1.09\n",
+    ",ep,train,valid,total\n0,1,54.9,16.3,71.2\n1,2,54.2,16.2,70.4\n",
+    ",loss0,loss1,acc0,acc1\n0,1.75,1.76,81.7,79.1\n",
+    "model_history_log\nepoch;accuracy;loss;val_accuracy;val_loss\n0;0.41;1.58;0.80;0.65\n1;0.87;0.40;0.91;0.30\n",
+    "epoch\ttrain_loss\tval_loss\n1\t1.0\t1.2\n2\t0.8\t1.1\n",
+    "stage,epoch,phase,loss,accuracy\ns1,1,train,0.48,0.77\ns1,1,val,0.42,0.81\ns2,1,train,0.4,0.8\n",
+    json.dumps({"config": {"epochs": 2, "lr": 0.1}, "epochs": [1, 2], "train_loss": [2.8, 1.9], "val_wer": [0.9, 0.7],
+                "test_loss": 0.18}),
+    json.dumps({"train_loss": [8.6, 8.5], "val_loss": [8.6, 8.57], "epoch_times": [1007.9, 1003.8], "total": 2011.7}),
+    json.dumps({"epochs": [1, 2], "train": [37.0, 36.6], "val": [16.0, 15.1]}),
+    json.dumps([{"epoch": 1, "train_cos": 0.63, "val_cos": 0.67}, {"epoch": 2, "train_cos": 0.7, "val_cos": 0.69}]),
+    json.dumps([[15, 2.18, 2.17], [30, 2.04, 2.09]]),
+]
+_cells = st.sampled_from(
+    ["epoch", "ep", "step", "loss", "val_loss", "train", "valid", "val_f1", "phase", "train ", "val", "x", "1", "0",
+     "0.5", "-2", "nan", "", "abc", '"a;b"', '"1,5"', "model_history_log"]
+)
+
+
+@_FUZZ
+@given(st.sampled_from([",", ";", "\t"]), st.booleans(), st.lists(st.lists(_cells, min_size=1, max_size=5), min_size=1, max_size=6))
+def test_fuzz_delimited_text_with_or_without_a_title(delimiter, title, rows):
+    text = ("model_history_log\n" if title else "") + "\n".join(delimiter.join(cells) for cells in rows) + "\n"
+    _outcome(text.encode(), "log.csv")
+
+
+_flat_values = st.one_of(
+    st.lists(st.one_of(st.none(), st.integers(-5, 5), st.floats(), st.text(max_size=3)), max_size=4),
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=2, max_size=3),
+    st.floats(), st.integers(), st.text(max_size=4), st.booleans(),
+    st.dictionaries(st.sampled_from(["epochs", "lr", "batch_size"]), st.integers(-2, 50), max_size=3),
+)
+
+
+@_FUZZ
+@given(st.dictionaries(st.sampled_from(
+    ["epochs", "epoch", "steps", "train", "val", "valid", "train_loss", "val_losses", "val_cos", "val_wer", "losses",
+     "config", "args", "test_loss", "epoch_times", "note"]), _flat_values, max_size=7))
+def test_fuzz_flat_dicts_of_lists(data):
+    _outcome(json.dumps(data).encode(), "training_history.json")
+
+
+@_FUZZ
+@given(
+    st.sampled_from(_HAND_ROLLED_SEEDS),
+    st.lists(st.tuples(st.sampled_from(["cut", "insert", "replace", "duplicate"]), st.floats(0, 1), st.binary(max_size=8)), min_size=1, max_size=3),
+    st.sampled_from([None, {"val/loss": "loss1"}, {"train/loss": "train"}, {"step": "0", "val/loss": "2"}, {"epoch": "ep"}]),
+)
+def test_fuzz_mutated_hand_rolled_logs(seed, mutations, mapping):
+    data = seed.encode()
+    for op, where, chunk in mutations:
+        at = int(where * len(data))
+        if op == "cut":
+            data = data[:at]
+        elif op == "insert":
+            data = data[:at] + chunk + data[at:]
+        elif op == "replace":
+            data = data[:at] + chunk + data[at + len(chunk) :]
+        else:
+            data = data[:at] + data[at : at + 40] + data[at:]
+    _outcome(data, "log.json" if seed.startswith(("{", "[")) else "log.csv", mapping=mapping)

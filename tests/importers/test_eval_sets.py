@@ -90,6 +90,12 @@ def test_a_single_plain_set_has_no_eval_sets_meta():
         ("train_loss/dataloader_idx_0", (), None),
         ("val/loss", (), None),
         ("val/my set!/loss", (), ("my set_", "loss")),
+        ("real_val_loss", (), ("real", "loss")),  # hand-written: the set's name first
+        ("font_val_acc", (), ("font", "acc")),
+        ("ema_valid_f1", (), ("ema", "f1")),
+        ("best_val_loss", (), None),  # a running best, not a set
+        ("avg_val_loss", (), None),
+        ("train_val_loss", (), None),
     ],
 )
 def test_set_names(name, sets, expected):
@@ -113,3 +119,18 @@ def test_hf_best_metric_of_a_named_set_becomes_the_monitor(tmp_path):
     path = tmp_path / "trainer_state.json"
     path.write_text(json.dumps(data))
     assert load_foreign(path).meta["monitor"] == "val/mnli-mm/acc"
+
+
+def test_hand_written_sets_named_first(tmp_path):
+    path = tmp_path / "train_log.csv"
+    path.write_text(
+        "epoch,train_loss,train_acc,real_val_loss,real_val_acc,font_val_loss,font_val_acc,seconds\n"
+        "1,2.0,68.3,0.94,94.4,1.75,70.7,106\n2,0.93,96.2,0.93,95.6,1.62,74.7,77\n"
+    )
+    record = load_foreign(path)
+    assert record.meta["eval_sets"] == ["real", "font"]
+    assert sorted(record.series) == [
+        "train/acc", "train/loss", "val/font/acc", "val/font/loss", "val/real/acc", "val/real/loss",
+    ]
+    assert record.get("val/font/loss").values.tolist() == [1.75, 1.62] and record.get("val/font/loss").steps.tolist() == [1, 2]
+    assert keys.VAL_LOSS not in record.series  # two sets, no plain one
