@@ -170,7 +170,16 @@ def _oscillation(req: Request) -> Measurement | Unavailable:
     spikes = signals.isolated_spikes(s.steps, s.values) if improving < 0 else None
     spiky = spikes is not None and (spikes.count >= 2 or spikes.max_ratio >= 8.0)
     points = int(np.isfinite(s.values).sum())
-    values = _values(res, series=req.series, spiky=spiky, swing_rate=res.held / points if points else 0.0, **_batch_growth(req))
+    band = signals.update_ratio_band(_telemetry(req.record, keys.TELEMETRY_UPDATE_RATIO))
+    told, _ = context.lr_evidence(req.record, None if band is None else band.highest)
+    values = _values(
+        res,
+        series=req.series,
+        spiky=spiky,
+        swing_rate=res.held / points if points else 0.0,
+        lr_tiny=told,
+        **_batch_growth(req),
+    )
     return Measurement(values, _unit(req.record, req.series), res.onset)
 
 
@@ -685,7 +694,7 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "oscillation",
             "swing of a curve around its monotone trend",
-            _fields(signals.Oscillation, "series", "spiky", "swing_rate", "train_samples", "batch_growth", "lr_scale"),
+            _fields(signals.Oscillation, "series", "spiky", "swing_rate", "lr_tiny", "train_samples", "batch_growth", "lr_scale"),
             _oscillation,
             inputs=_CURVES + (keys.STEP_LOSS,),
             reads={"batch_growth": 8.0, "max_batch": 256},
