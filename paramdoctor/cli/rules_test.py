@@ -25,8 +25,10 @@ from paramdoctor.errors import InputError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from rich.table import Table
+
     from paramdoctor.engine.real_corpus import CategoryCard
-    from paramdoctor.engine.report_card import ReportCard, RuleScore
+    from paramdoctor.engine.report_card import Rates, ReportCard, RuleScore
 
 SAMPLES_FOLDER = "sample_runs"
 REAL_FOLDER = "real"
@@ -162,31 +164,13 @@ def report_card_json(card: "ReportCard") -> str:
 
 def render_report_card(card: "ReportCard", console: "Console") -> None:
     """The table of scores, then each miss and false alarm, then one verdict line."""
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(
-        title=f"{len(card.rules)} rules on {len(card.samples)} samples",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        show_footer=True,
+    table = _score_table(
+        f"{len(card.rules)} rules on {len(card.samples)} samples",
+        [("rule", "overall"), ("slug", f"macro-F1 over {len(card.scored_rules)} rules: {_rate(card.macro_f1)}")],
+        card.micro,
     )
-    micro = card.micro
-    columns = (
-        ("rule", "overall", "left"),
-        ("slug", f"macro-F1 over {len(card.scored_rules)} rules: {_rate(card.macro_f1)}", "left"),
-        ("expected", str(micro.expected), "right"),
-        ("TP", str(micro.tp), "right"),
-        ("FP", str(micro.fp), "right"),
-        ("FN", str(micro.fn), "right"),
-        ("precision", _rate(micro.precision), "right"),
-        ("recall", _rate(micro.recall), "right"),
-        ("F1", _rate(micro.f1), "right"),
-    )
-    for header, footer, justify in columns:
-        table.add_column(header, footer=footer, justify=justify, no_wrap=True)
     for rule in card.rules:
         table.add_row(*_row(rule), style=_style(rule))
     console.print(table)
@@ -214,38 +198,18 @@ def render_report_card(card: "ReportCard", console: "Console") -> None:
 
 def render_category_card(card: "CategoryCard", console: "Console") -> None:
     """The real corpus: scores per category for one split, then each sample the rules got wrong."""
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
-    micro = card.micro
-    table = Table(
-        title=f"real corpus, {card.split} split: {len(card.results)} logs ({card.healthy} healthy), scored by category",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        show_footer=True,
+    table = _score_table(
+        f"real corpus, {card.split} split: {len(card.results)} logs ({card.healthy} healthy), scored by category",
+        [("category", f"macro-F1 over {len(card.scored)}: {_rate(card.macro_f1)}")],
+        card.micro,
     )
-    columns = (
-        ("category", f"macro-F1 over {len(card.scored)}: {_rate(card.macro_f1)}", "left"),
-        ("expected", str(micro.expected), "right"),
-        ("TP", str(micro.tp), "right"),
-        ("FP", str(micro.fp), "right"),
-        ("FN", str(micro.fn), "right"),
-        ("precision", _rate(micro.precision), "right"),
-        ("recall", _rate(micro.recall), "right"),
-        ("F1", _rate(micro.f1), "right"),
-    )
-    for header, footer, justify in columns:
-        table.add_column(header, footer=footer, justify=justify, no_wrap=True)
     for c in card.categories:
         if not (c.expected or c.fp or c.also):
             continue
         style = "red" if c.fp or c.fn else ""
-        table.add_row(
-            c.category, str(c.expected), str(c.tp), str(c.fp), str(c.fn), _rate(c.precision), _rate(c.recall), _rate(c.f1),
-            style=style,
-        )
+        table.add_row(c.category, *_counts(c), style=style)
     console.print(table)
     console.print(
         Text(
@@ -266,17 +230,40 @@ def render_category_card(card: "CategoryCard", console: "Console") -> None:
             console.print(Text(f"  {r.name}: {'; '.join(parts)}"), soft_wrap=True)
 
 
+def _score_table(title: str, leading: list[tuple[str, str]], micro: "Rates") -> "Table":
+    """A scores table: the ``leading`` (header, footer) columns, then counts and rates, totals in the footer."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_footer=True)
+    for header, footer in leading:
+        table.add_column(header, footer=footer, justify="left", no_wrap=True)
+    for header, footer in (
+        ("expected", str(micro.expected)),
+        ("TP", str(micro.tp)),
+        ("FP", str(micro.fp)),
+        ("FN", str(micro.fn)),
+        ("precision", _rate(micro.precision)),
+        ("recall", _rate(micro.recall)),
+        ("F1", _rate(micro.f1)),
+    ):
+        table.add_column(header, footer=footer, justify="right", no_wrap=True)
+    return table
+
+
 def _row(rule: "RuleScore") -> tuple[str, ...]:
+    return (rule.code, rule.slug, *_counts(rule))
+
+
+def _counts(score: "Rates") -> tuple[str, ...]:
     return (
-        rule.code,
-        rule.slug,
-        str(rule.expected),
-        str(rule.tp),
-        str(rule.fp),
-        str(rule.fn),
-        _rate(rule.precision),
-        _rate(rule.recall),
-        _rate(rule.f1),
+        str(score.expected),
+        str(score.tp),
+        str(score.fp),
+        str(score.fn),
+        _rate(score.precision),
+        _rate(score.recall),
+        _rate(score.f1),
     )
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from paramdoctor.diagnosis import CATEGORIES
+from paramdoctor.engine.report_card import Rates
 from paramdoctor.engine.schema import Category
 from paramdoctor.errors import ConfigError, InputError
 from paramdoctor.record import RunRecord
@@ -165,41 +166,15 @@ def _read_model(path: Path, model: type[BaseModel]) -> Any:
 
 
 @dataclass(frozen=True)
-class CategoryScore:
+class CategoryScore(Rates):
     category: str
     tp: int = 0
     fp: int = 0
     fn: int = 0
     also: int = 0  # named where the label was only "may"
 
-    @property
-    def expected(self) -> int:
-        return self.tp + self.fn
-
-    @property
-    def precision(self) -> float | None:
-        return _ratio(self.tp, self.tp + self.fp)
-
-    @property
-    def recall(self) -> float | None:
-        return _ratio(self.tp, self.tp + self.fn)
-
-    @property
-    def f1(self) -> float | None:
-        return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
-
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "category": self.category,
-            "expected": self.expected,
-            "tp": self.tp,
-            "fp": self.fp,
-            "fn": self.fn,
-            "also": self.also,
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1": self.f1,
-        }
+        return {"category": self.category, **self.rates(), "also": self.also}
 
 
 @dataclass(frozen=True)
@@ -355,6 +330,3 @@ def doctor(rules: Iterable[Any], params: Any = None) -> Predictor:
 
     return predict
 
-
-def _ratio(num: int, den: int) -> float | None:
-    return num / den if den else None

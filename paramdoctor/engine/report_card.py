@@ -80,24 +80,16 @@ class FalseAlarm:
         return f"{self.code} fired on {self.sample}: {self.evidence}"
 
 
-@dataclass(frozen=True)
-class RuleScore:
-    """One rule's counts over the corpus; rates are None where their denominator is zero."""
+class Rates:
+    """Precision, recall and F1 from ``tp``/``fp``/``fn`` counts (None where a denominator is zero)."""
 
-    code: str
-    slug: str
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    also_fired: int = 0  # firings on samples that list it in may_fire (not counted)
+    tp: int
+    fp: int
+    fn: int
 
     @property
     def expected(self) -> int:
         return self.tp + self.fn
-
-    @property
-    def fired(self) -> int:
-        return self.tp + self.fp + self.also_fired
 
     @property
     def precision(self) -> float | None:
@@ -111,19 +103,36 @@ class RuleScore:
     def f1(self) -> float | None:
         return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
-    def to_dict(self) -> dict[str, Any]:
+    def rates(self) -> dict[str, Any]:
+        """The counts and rates as JSON-ready data."""
         return {
-            "code": self.code,
-            "slug": self.slug,
             "expected": self.expected,
             "tp": self.tp,
             "fp": self.fp,
             "fn": self.fn,
-            "also_fired": self.also_fired,
             "precision": self.precision,
             "recall": self.recall,
             "f1": self.f1,
         }
+
+
+@dataclass(frozen=True)
+class RuleScore(Rates):
+    """One rule's counts over the corpus; rates are None where their denominator is zero."""
+
+    code: str
+    slug: str
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    also_fired: int = 0  # firings on samples that list it in may_fire (not counted)
+
+    @property
+    def fired(self) -> int:
+        return self.tp + self.fp + self.also_fired
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "slug": self.slug, **self.rates(), "also_fired": self.also_fired}
 
 
 @dataclass(frozen=True)

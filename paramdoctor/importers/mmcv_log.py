@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from paramdoctor import keys
 from paramdoctor.errors import InputError
-from paramdoctor.importers.names import EVAL, LR, STEP, Role, lr_role, primary_metric, val_metric_key
+from paramdoctor.importers.mmengine import openmmlab_role
+from paramdoctor.importers.names import primary_metric
 from paramdoctor.importers.reading import JsonLines, NotANumber, to_counter
 from paramdoctor.importers.rows import roles_for, row_from, scalar_params
 from paramdoctor.importers.table import INDEX1, ParsedLog
@@ -60,17 +60,12 @@ def parse(path: Path, lines: JsonLines, mapping: dict[str, str] | None) -> Parse
             values["epoch"] = epoch
         out.append((line, values))
 
-    def role_of(name: str) -> Role | None:
-        if name in val_names and name not in train_names:
-            return Role(keys.VAL_LOSS, EVAL) if name == "val/loss" else Role(val_metric_key(name), EVAL)
-        if name == "loss":
-            return Role(keys.STEP_LOSS, STEP)
-        if name == "grad_norm":
-            return Role(keys.STEP_GRAD_NORM, STEP)
-        role = lr_role(name)
-        return Role(LR, STEP, role.lr_group) if role is not None else None
-
-    roles = roles_for(list(train_names) + [n for n in val_names if n not in train_names], role_of, mapping, path)
+    roles = roles_for(
+        list(train_names) + [n for n in val_names if n not in train_names],
+        lambda name: openmmlab_role(name, train_names, val_names),
+        mapping,
+        path,
+    )
     rows = [row_from(values, roles, (_STEP, "epoch"), line, f"line {line}", path) for line, values in out]
     meta: dict[str, Any] = {}
     monitor = primary_metric(role.key for role in roles.values())

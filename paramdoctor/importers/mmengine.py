@@ -45,6 +45,23 @@ def _with_iter(obj: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "iter": obj["step"]}
 
 
+def openmmlab_role(name: str, train_names, val_names) -> Role | None:
+    """The role of a name in an OpenMMLab log (MMEngine ``scalars.json``, mmcv ``*.log.json``).
+
+    A name only validation lines carry is a validation metric; the summed
+    ``loss`` and ``grad_norm`` of training lines are per step; any learning
+    rate name is one.
+    """
+    if name in val_names and name not in train_names:
+        return Role(keys.VAL_LOSS, EVAL) if name == "val/loss" else Role(val_metric_key(name), EVAL)
+    if name == "loss":
+        return Role(keys.STEP_LOSS, STEP)
+    if name == "grad_norm":
+        return Role(keys.STEP_GRAD_NORM, STEP)
+    role = lr_role(name)
+    return Role(LR, STEP, role.lr_group) if role is not None else None
+
+
 def parse(path: Path, lines: JsonLines, mapping: dict[str, str] | None) -> ParsedLog:
     objects = [(line, _with_iter(obj)) for line, obj in lines.objects]
     by_epoch = any("iter" in obj and "epoch" in obj for _, obj in objects)
@@ -71,16 +88,9 @@ def parse(path: Path, lines: JsonLines, mapping: dict[str, str] | None) -> Parse
     mapped = set((mapping or {}).values())
 
     def role_of(name: str) -> Role | None:
-        if name in val_names and name not in train_names:
-            return Role(keys.VAL_LOSS, EVAL) if name == "val/loss" else Role(val_metric_key(name), EVAL)
-        if name == "loss":
-            return Role(keys.STEP_LOSS, STEP)
-        if name == "grad_norm":
-            return Role(keys.STEP_GRAD_NORM, STEP)
-        if name in _SKIP or name.startswith("loss_"):
+        if name in _SKIP or (name.startswith("loss_") and name not in val_names):
             return None
-        role = lr_role(name)
-        return Role(LR, STEP, role.lr_group) if role is not None else None
+        return openmmlab_role(name, train_names, val_names)
 
     roles = roles_for(list(train_names) + list(val_names), role_of, mapping, path)
     if parts and keys.STEP_LOSS not in (mapping or {}) and not mapped & set(parts):

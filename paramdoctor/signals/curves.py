@@ -103,7 +103,7 @@ def divergence_onset(x, train_loss, val_loss) -> Divergence | None:
     x, t, v = x[mask], t[mask], v[mask]
     if v.size < 4:
         return None
-    sv, st = smooth(v), smooth(t)
+    sv = smooth(v)
     b = int(np.argmin(sv))
     # quote raw values: the lowest raw point around the smoothed minimum, the median of the last three
     best = float(np.min(v[max(b - 1, 0) : b + 2]))
