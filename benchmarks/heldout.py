@@ -11,8 +11,10 @@ report card (``paramdoctor.engine.report_card.score``): precision, recall and
 F1 per rule, every miss and false alarm.
 
 A scenario that fine-tunes an earlier one (``from_run``) fine-tunes that
-scenario's held-out run. It trains the whole corpus (about 15-25 minutes on a
-loaded 2-core machine), so it is a benchmark, not a test::
+scenario's held-out run. A scenario whose expectations name a rule that is not
+loaded (written ahead of its rule) is listed and left out. It trains the whole
+corpus (80-90 s for 39 scenarios on a 2-core AMD EPYC, several minutes on a
+loaded machine), so it is a benchmark, not a test::
 
     .venv/bin/python benchmarks/heldout.py
     .venv/bin/python benchmarks/heldout.py --offset 2000 --scenarios healthy_seed1 overfit_small_subset --out heldout.json
@@ -21,7 +23,6 @@ loaded 2-core machine), so it is a benchmark, not a test::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,24 @@ def shifted_seed(overrides: list[str], offset: int) -> list[str]:
         else:
             kept.append(item)
     return [*kept, f"seed={seed + offset}"]
+
+
+def split_by_known_rules(scenarios: list[dict[str, Any]], rules) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]]:
+    """(scenarios whose ``fire``/``may_fire`` name only loaded rules, [(name, unknown codes)] of the rest).
+
+    A scenario written for a rule that has not landed yet cannot be scored (the
+    report card rejects an unknown name), so it is left out and listed instead
+    of aborting the whole benchmark.
+    """
+    known = {r.code for r in rules} | {r.slug for r in rules}
+    kept, skipped = [], []
+    for sc in scenarios:
+        unknown = sorted({c for key in ("fire", "may_fire") for c in (sc.get(key) or []) if c not in known})
+        if unknown:
+            skipped.append((sc["name"], unknown))
+        else:
+            kept.append(sc)
+    return kept, skipped
 
 
 class HeldOut:
@@ -115,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no scenario named {', '.join(unknown)} in {args.samples_dir / 'scenarios.yaml'}", file=sys.stderr)
         return 2
     chosen = [sc for sc in scenarios if not args.scenarios or sc["name"] in args.scenarios]
-    out = args.out.resolve() if args.out else None
     rules = load_rules()
+    chosen, skipped = split_by_known_rules(chosen, rules)
+    for name, unknown_codes in skipped:
+        print(f"{name}: skipped, it expects {', '.join(unknown_codes)}, which no loaded rule has", file=sys.stderr, flush=True)
+    out = args.out.resolve() if args.out else None
     set_threads(args.threads)
     samples: list[Sample] = []
     t0 = time.perf_counter()
@@ -132,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line(args.device))
     print(reproduce_line("heldout.py", raw_argv))
     print(f"{len(samples)} held-out runs (seed + {args.offset}), {time.perf_counter() - t0:.0f} s")
+    if skipped:
+        print(f"not run ({len(skipped)}, their rules are not loaded yet): " + ", ".join(f"{n} ({', '.join(c)})" for n, c in skipped))
     render_report_card(card, Console(highlight=False, width=140))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

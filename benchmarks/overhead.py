@@ -79,6 +79,7 @@ def _setup(config):
     """Seed, loaders, model and the classic optimizer/schedule, exactly as a hand-written script does."""
     import torch
 
+    from paramdoctor.config import effective_backbone_lr
     from paramdoctor.data import build_loaders
     from paramdoctor.models import build_model
     from paramdoctor.training.fit import resolve_device, seed_everything
@@ -93,7 +94,7 @@ def _setup(config):
     opt = config.optimizer
     optimizer = torch.optim.AdamW(
         [
-            {"params": bundle.param_groups["backbone"], "lr": opt.backbone_lr, "name": "backbone"},
+            {"params": bundle.param_groups["backbone"], "lr": effective_backbone_lr(config), "name": "backbone"},
             {"params": bundle.param_groups["head"], "lr": opt.lr, "name": "head"},
         ],
         lr=opt.lr,

@@ -12,7 +12,7 @@ from paramdoctor.errors import ConfigError
 def test_defaults_are_the_seed_recipe():
     cfg = load_config()
     assert cfg.optimizer.name == "adamw"
-    assert cfg.optimizer.backbone_lr == pytest.approx(1e-4)
+    assert cfg.optimizer.backbone_lr is None  # auto: see tests/config/test_resolve.py
     assert cfg.optimizer.lr == pytest.approx(1e-3)
     assert cfg.optimizer.weight_decay == pytest.approx(5e-4)
     assert cfg.scheduler.name == "cosine"

@@ -54,7 +54,7 @@ def test_a_short_run_records_every_curve_param_tag_and_artifact(store):
     backbone = _history(store, result.run_id, keys.step_lr("backbone"))
     head = _history(store, result.run_id, keys.step_lr("head"))
     assert backbone and head and len(backbone) == len(head)
-    assert all(h == pytest.approx(10 * b) for (_, b), (_, h) in zip(backbone, head))  # discriminative LRs
+    assert all(h == pytest.approx(b) for (_, b), (_, h) in zip(backbone, head))  # from scratch: auto backbone LR = lr
     assert _history(store, result.run_id, keys.STEP_GRAD_NORM)
     for group in ("block1", "head"):
         for field in keys.TELEMETRY_FIELDS:
@@ -62,7 +62,7 @@ def test_a_short_run_records_every_curve_param_tag_and_artifact(store):
     assert steps_per_epoch > 0
 
     params = run.data.params
-    assert params["optimizer.lr"] == "0.001" and params["optimizer.backbone_lr"] == "0.0001"
+    assert params["optimizer.lr"] == "0.001" and params["optimizer.backbone_lr"] == "null"  # the config keeps "auto"
     assert params["trainer.max_epochs"] == "2" and params["data.dataset"] == "digits"
     tags = run.data.tags
     assert tags[keys.TAG_DATASET] == "digits" and tags[keys.TAG_MODEL] == "small_cnn"
@@ -73,6 +73,16 @@ def test_a_short_run_records_every_curve_param_tag_and_artifact(store):
     }
     assert {"config.yaml", "checkpoints/best.pt"} <= artifacts
     assert run.data.metrics[keys.BEST_EPOCH] == result.best_epoch
+
+
+def test_fine_tuning_a_checkpoint_trains_the_backbone_at_a_tenth_of_the_lr(store):
+    source = fit(load_config(None, [*FAST, "trainer.max_epochs=1", "experiment.run_name=source"]))
+    tuned = fit(load_config(None, [*FAST, "trainer.max_epochs=1", f"model.weights=runs:/{source.run_id}/checkpoints/best.pt"]))
+    backbone = [v for _, v in _history(store, tuned.run_id, keys.step_lr("backbone"))]
+    head = [v for _, v in _history(store, tuned.run_id, keys.step_lr("head"))]
+    assert backbone and len(backbone) == len(head)
+    assert all(h == pytest.approx(10 * b) for b, h in zip(backbone, head))  # auto on pretrained weights: lr / 10
+    assert store.get_run(tuned.run_id).data.params["optimizer.backbone_lr"] == "null"
 
 
 def test_early_stopping_stops_and_restores_the_best_weights(store, tmp_path):

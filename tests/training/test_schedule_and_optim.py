@@ -1,4 +1,4 @@
-"""Schedules keep the backbone/head LR ratio; weight decay skips biases and norms."""
+"""Optimizer groups get the resolved backbone LR; schedules keep the backbone/head ratio; weight decay skips biases and norms."""
 
 from __future__ import annotations
 
@@ -6,9 +6,20 @@ import pytest
 import torch
 from torch import nn
 
-from paramdoctor.config.schema import OptimizerConfig, SchedulerConfig
+from paramdoctor.config.schema import ModelConfig, OptimizerConfig, SchedulerConfig, TrainConfig
 from paramdoctor.training.optim import build_optimizer, group_lrs
 from paramdoctor.training.schedule import build_scheduler, lr_factor
+
+
+def _config(weights: str | None = None, **optimizer) -> TrainConfig:
+    return TrainConfig(optimizer=OptimizerConfig(**optimizer), model=ModelConfig(weights=weights))
+
+
+def _lrs(opt: torch.optim.Optimizer) -> dict[str, set[float]]:
+    by_name: dict[str, set[float]] = {}
+    for g in opt.param_groups:
+        by_name.setdefault(g["name"], set()).add(g["lr"])
+    return by_name
 
 
 def _named_groups():
@@ -18,7 +29,7 @@ def _named_groups():
 
 
 def test_each_named_group_gets_its_own_lr_and_decay_only_on_weights():
-    opt = build_optimizer(OptimizerConfig(lr=1e-3, backbone_lr=1e-4, weight_decay=0.01), _named_groups())
+    opt = build_optimizer(_config(lr=1e-3, backbone_lr=1e-4, weight_decay=0.01), _named_groups())
     by_name = {}
     for g in opt.param_groups:
         by_name.setdefault(g["name"], []).append(g)
@@ -30,12 +41,24 @@ def test_each_named_group_gets_its_own_lr_and_decay_only_on_weights():
     assert isinstance(opt, torch.optim.AdamW)
 
 
-def test_backbone_lr_null_means_same_as_head():
-    assert group_lrs(OptimizerConfig(lr=3e-3, backbone_lr=None)) == {"backbone": 3e-3, "head": 3e-3}
+def test_from_scratch_the_default_backbone_group_trains_at_the_head_lr():
+    assert group_lrs(_config(lr=3e-3)) == {"backbone": 3e-3, "head": 3e-3}
+    assert _lrs(build_optimizer(TrainConfig(), _named_groups())) == {"backbone": {1e-3}, "head": {1e-3}}
+
+
+@pytest.mark.parametrize("weights", ["IMAGENET1K_V1", "ckpt/best.pt", "runs:/0123abcd/checkpoints/best.pt"])
+def test_a_pretrained_or_checkpoint_start_gives_the_backbone_a_tenth_of_the_lr(weights):
+    lrs = _lrs(build_optimizer(_config(weights, lr=2e-3), _named_groups()))
+    assert lrs["head"] == {2e-3} and [pytest.approx(2e-4)] == list(lrs["backbone"])
+
+
+@pytest.mark.parametrize("weights", [None, "IMAGENET1K_V1"])
+def test_an_explicit_backbone_lr_wins(weights):
+    assert group_lrs(_config(weights, lr=1e-3, backbone_lr=5e-3)) == {"backbone": 5e-3, "head": 1e-3}
 
 
 def test_sgd_with_nesterov():
-    opt = build_optimizer(OptimizerConfig(name="sgd", momentum=0.9, nesterov=True), _named_groups())
+    opt = build_optimizer(_config(name="sgd", momentum=0.9, nesterov=True), _named_groups())
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"]
 
 
@@ -57,7 +80,7 @@ def test_step_and_constant():
 
 @pytest.mark.parametrize("name", ["cosine", "step", "onecycle", "constant"])
 def test_schedulers_keep_the_discriminative_ratio(name):
-    opt = build_optimizer(OptimizerConfig(lr=1e-3, backbone_lr=1e-4), _named_groups())
+    opt = build_optimizer(_config("IMAGENET1K_V1", lr=1e-3), _named_groups())  # auto: backbone at lr / 10
     sched = build_scheduler(SchedulerConfig(name=name), opt, total_steps=50, steps_per_epoch=5)
     for _ in range(20):
         opt.step()
