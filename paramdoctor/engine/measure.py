@@ -258,9 +258,13 @@ def _progress(req: Request) -> Measurement | Unavailable:
     update_ratio = None if band is None else band.highest
     told, told_text = context.lr_evidence(record, update_ratio)
     schedule = _schedule(record)
+    # how much larger the steps must be: the factor that brings the largest group's update ratio to ~1e-3
+    # (10x to 1000x), 100x when no telemetry says
+    boost = 100.0 if not update_ratio else float(f"{min(1000.0, max(10.0, 1e-3 / update_ratio)):.2g}")
     values = _values(
         res,
         update_ratio=update_ratio,
+        lr_boost=boost,
         lr_evidence=told,
         lr_evidence_text=told_text or "nothing in the run says the learning rate is too small",
         # a warmup still running in a log that stopped before its planned end is no verdict on the warmup (PD207)
@@ -568,7 +572,8 @@ def _update_ratio(req: Request) -> Measurement | Unavailable:
     prog = None
     if loss is not None:
         prog = signals.progress(loss.steps, loss.values, start=context.start_loss(record))
-    return Measurement(_values(res, train_drop=None if prog is None else prog.drop), "step")
+    boost = float(f"{min(1000.0, max(10.0, 1e-3 / res.highest)):.2g}") if res.highest > 0 else None
+    return Measurement(_values(res, train_drop=None if prog is None else prog.drop, lr_boost=boost), "step")
 
 
 def _grad_norm(req: Request) -> Measurement | Unavailable:
@@ -705,7 +710,7 @@ SIGNALS: dict[str, SignalSpec] = {
             "train_progress",
             "how far train/loss fell from the start, its plateau test, final train/acc and the largest group update ratio",
             _fields(
-                signals.Progress, "update_ratio", "lr_evidence", "lr_evidence_text", "warmup_running", "lr_at_floor",
+                signals.Progress, "update_ratio", "lr_boost", "lr_evidence", "lr_evidence_text", "warmup_running", "lr_at_floor",
                 "plateau_p", "flat", "held", "onset",
             ),
             _progress,
@@ -751,7 +756,7 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec(
             "update_ratio",
             "median update/weight ratio per layer group over the second half of training",
-            _fields(signals.UpdateBand, "train_drop"),
+            _fields(signals.UpdateBand, "train_drop", "lr_boost"),
             _update_ratio,
             needs=("telemetry/*/update_ratio",),
         ),
