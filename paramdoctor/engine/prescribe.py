@@ -196,12 +196,17 @@ def apply_patch_detail(
     note = ""
     if bound is not None and not math.isclose(new, raw, rel_tol=1e-9):
         if item.op == "multiply" and base:
-            note = f"x{new / base:.3g} applied (x{value:.3g} {bound})"
+            note = f"x{_factor_text(new / base)} applied (x{_factor_text(value)} {bound})"
         else:
             note = f"{_show(new)} applied ({_show(float(f'{raw:.6g}'))} {bound})"
     if isinstance(old, int) and not isinstance(old, bool) or _is_int_key(item.key):
         return int(round(new)), note
     return float(f"{new:.6g}"), note
+
+
+def _factor_text(factor: float) -> str:
+    """A factor as a person writes it: 300, 2.83, 0.1 (never 1e+03)."""
+    return f"{factor:.0f}" if abs(factor) >= 100 else f"{factor:.3g}"
 
 
 def _replace_change(changes: list[Change], key: str, new: Any, rule: str, note: str = "") -> None:
