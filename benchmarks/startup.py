@@ -91,7 +91,7 @@ def make_run(store: Path) -> str:
         "import torch; torch.set_num_threads(1)  # steady on a shared CPU\n"
         "from paramdoctor.config import load_config\n"
         "from paramdoctor.training import fit\n"
-        "r = fit(load_config(None, ['trainer.max_epochs=1', 'experiment.name=bench-startup']))\n"
+        "r = fit(load_config(None, ['trainer.max_epochs=2', 'experiment.name=bench-startup']))\n"
         "print(r.run_id)\n"
     )
     env = _env({"MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"})
@@ -178,12 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run_id = make_run(store)
             run_env = _env({"MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"})
-            # exit 1 means "findings": a normal outcome for a 1-epoch run
+            # exit 1 means "findings", 3 "no readable validation curve": normal outcomes for a 2-epoch run
             diagnose = command + ["diagnose", run_id]
-            _report("paramdoctor diagnose RUN", *time_command(diagnose, args.repeats, run_env, (0, 1), store), None)
+            _report("paramdoctor diagnose RUN", *time_command(diagnose, args.repeats, run_env, (0, 1, 3), store), None)
             _report(
                 "paramdoctor diagnose RUN --no-log",
-                *time_command(diagnose + ["--no-log"], args.repeats, run_env, (0, 1), store),
+                *time_command(diagnose + ["--no-log"], args.repeats, run_env, (0, 1, 3), store),
                 None,
             )
         finally:
