@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from paramdoctor import keys
-from paramdoctor.errors import InputError
 from paramdoctor.importers.names import EVAL, LR, Role
-from paramdoctor.importers.reading import CsvTable, NotANumber, to_number
-from paramdoctor.importers.rows import csv_objects, read_sidecar_yaml, roles_for, row_from, scalar_config, scalar_params
+from paramdoctor.importers.reading import CsvTable
+from paramdoctor.importers.rows import csv_objects, loss_sum, read_sidecar_yaml, roles_for, row_from, scalar_config, scalar_params
 from paramdoctor.importers.table import INDEX1, ParsedLog
 
 _TRAIN_SUM, _VAL_SUM = "train/loss (sum)", "val/loss (sum)"
@@ -38,7 +37,7 @@ def parse(path: Path, table: CsvTable, mapping: dict[str, str] | None) -> Parsed
     rows = []
     for line, obj in csv_objects(header, table.rows):
         for side, name in (("train", _TRAIN_SUM), ("val", _VAL_SUM)):
-            total = _sum(obj, components[side], line, path)
+            total = loss_sum(obj, components[side], line, path)
             if total is not None:
                 obj[name] = total
         rows.append(row_from(obj, roles, ("epoch",), line, f"line {line}", path))
@@ -68,14 +67,4 @@ def _role(name: str) -> Role | None:
     return None  # loss components are summed into one column per side
 
 
-def _sum(obj: dict[str, Any], columns: list[str], line: int, path: Path) -> float | None:
-    total, seen = 0.0, False
-    for col in columns:
-        try:
-            value = to_number(obj.get(col))
-        except NotANumber as exc:
-            raise InputError(f"{path}: line {line}: '{col}' is {exc}, expected a number") from None
-        if value is not None:
-            total, seen = total + value, True
-    return total if seen else None
 
