@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from paramdoctor.errors import InputError
-from paramdoctor.importers.mmengine import openmmlab_role
-from paramdoctor.importers.names import primary_metric
+from paramdoctor.importers.mmengine import openmmlab_meta, openmmlab_role
 from paramdoctor.importers.reading import JsonLines, NotANumber, to_counter
 from paramdoctor.importers.rows import roles_for, row_from, scalar_params
 from paramdoctor.importers.table import INDEX1, ParsedLog
@@ -67,12 +66,7 @@ def parse(path: Path, lines: JsonLines, mapping: dict[str, str] | None) -> Parse
         path,
     )
     rows = [row_from(values, roles, (_STEP, "epoch"), line, f"line {line}", path) for line, values in out]
-    meta: dict[str, Any] = {}
-    monitor = primary_metric(role.key for role in roles.values())
-    if monitor:
-        meta.update(monitor=monitor, mode="max")
-    if lines.truncated_last_line:
-        meta["truncated_last_line"] = True
+    meta = openmmlab_meta(roles, lines)
     params = scalar_params(header, skip=("env_info", "config"))
     return ParsedLog("mmcv", rows, roles, step_col=_STEP, epoch_col="epoch" if by_epoch else None, epoch_kind=INDEX1,
                      params=params, meta=meta)

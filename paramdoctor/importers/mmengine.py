@@ -62,6 +62,17 @@ def openmmlab_role(name: str, train_names, val_names) -> Role | None:
     return Role(LR, STEP, role.lr_group) if role is not None else None
 
 
+def openmmlab_meta(roles: dict[str, Role], lines: JsonLines) -> dict[str, Any]:
+    """What an OpenMMLab log says beside its curves: its selection metric (higher is better) and a cut-short last line."""
+    meta: dict[str, Any] = {}
+    monitor = primary_metric(role.key for role in roles.values())
+    if monitor:
+        meta.update(monitor=monitor, mode="max")
+    if lines.truncated_last_line:
+        meta["truncated_last_line"] = True
+    return meta
+
+
 def parse(path: Path, lines: JsonLines, mapping: dict[str, str] | None) -> ParsedLog:
     objects = [(line, _with_iter(obj)) for line, obj in lines.objects]
     by_epoch = any("iter" in obj and "epoch" in obj for _, obj in objects)
@@ -101,10 +112,5 @@ def parse(path: Path, lines: JsonLines, mapping: dict[str, str] | None) -> Parse
         if total is not None:
             values[_SUM] = total
         rows.append(row_from(values, roles, ("iter", "epoch"), line, f"line {line}", path))
-    meta: dict[str, Any] = {}
-    monitor = primary_metric(role.key for role in roles.values())
-    if monitor:
-        meta.update(monitor=monitor, mode="max")
-    if lines.truncated_last_line:
-        meta["truncated_last_line"] = True
+    meta = openmmlab_meta(roles, lines)
     return ParsedLog("mmengine", rows, roles, step_col="iter", epoch_col="epoch" if by_epoch else None, epoch_kind=INDEX1, meta=meta)
