@@ -3,11 +3,17 @@
 Each command lives in its own module and imports heavy libraries (torch,
 mlflow, matplotlib) inside the function, so ``paramdoctor --help`` and the
 commands that only read runs start fast.
+
+Usage errors (an unknown command or option, a missing or malformed value)
+are one ``error: ...`` line and exit code 2, like every other input error.
+typer 0.2x parses with its own bundled copy of click (``typer._click``), whose
+exceptions are not click's; both are caught by class, whichever raised.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -44,26 +50,62 @@ def _register() -> None:
         command(app)
 
 
+USAGE_EXIT_CODE = 2
+
+
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """``name`` from typer's bundled click and from click itself, where each exists."""
+    found: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            cls = getattr(__import__(module, fromlist=[name]), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+_USAGE_ERRORS = _click_classes("UsageError")  # NoSuchOption, BadParameter, MissingParameter, ... derive from it
+_CLICK_ERRORS = _click_classes("ClickException")  # also FileError and the like
+_EXITS = (typer.Exit, *_click_classes("Exit"))
+_ABORTS = (typer.Abort, *_click_classes("Abort"))
+_NO_ARGS_HELP = _click_classes("NoArgsIsHelpError")  # `paramdoctor` or `paramdoctor CMD` with nothing after it
+
+
+def usage_error_line(exc: BaseException) -> str:
+    """One line for a click/typer error: what was wrong, and the command's --help to read."""
+    try:
+        message = exc.format_message()  # type: ignore[attr-defined]
+    except Exception:  # a malformed exception must not hide the error behind a traceback
+        message = str(exc)
+    message = " ".join(str(message).split()).rstrip(".") or type(exc).__name__
+    ctx: Any = getattr(exc, "ctx", None)
+    hint = ""
+    if isinstance(exc, _USAGE_ERRORS) and ctx is not None:
+        hint = f"; try '{ctx.command_path} --help'"
+    return f"error: {message}{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app, turning ParamDoctorError into one line and exit code 2."""
+    """Entry point: runs the app; a ParamDoctorError or a usage error becomes one line and exit code 2."""
     _register()
     try:
         result = app(args=argv, standalone_mode=False, prog_name="paramdoctor")
     except ParamDoctorError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
+    except _EXITS as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except _ABORTS:
         typer.echo("aborted", err=True)
         return 130
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return 2
-        raise
+    except _CLICK_ERRORS as exc:
+        if isinstance(exc, _NO_ARGS_HELP):  # the help, as typer shows it, and the usage exit code
+            typer.echo(exc.format_message(), err=True)  # type: ignore[attr-defined]
+        else:
+            typer.echo(usage_error_line(exc), err=True)
+        return USAGE_EXIT_CODE
     # standalone_mode=False hands back the command's return value: its exit code (diagnose: 0/1)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 

@@ -15,18 +15,26 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from paramdoctor.config.schema import TrainConfig
-from paramdoctor.errors import ConfigError
+from paramdoctor.errors import ConfigError, ParamDoctorError
 
 
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when present: 5-10x faster
 
 
 class _Loader(_Base):  # type: ignore[misc, valid-type]
-    """SafeLoader that reads ``1e-4`` and ``3E5`` as floats.
+    """SafeLoader that reads ``1e-4`` and ``3E5`` as floats and checks the document before building it.
 
     PyYAML follows YAML 1.1, whose float pattern needs a dot, so ``lr: 1e-4``
     would load as the string ``"1e-4"``. This resolver accepts the YAML 1.2 forms.
+    The composed node graph goes through :func:`_check_document` first.
     """
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_document(node)
+        return self.construct_document(node)
 
 
 _FLOAT_RE = re.compile(
@@ -45,14 +53,142 @@ for _ch in list("-+0123456789."):
     _Loader.yaml_implicit_resolvers[_ch].append(("tag:yaml.org,2002:float", _FLOAT_RE))
 
 
+# --- limits on what a user's YAML may ask of the reader ---------------------------------
+
+MAX_FILE_BYTES = 1 << 20
+"""Largest config, rule or project file read (1 MiB): every real one is a few KiB."""
+MAX_ALIAS_NODES = 10_000
+"""Most nodes anchors and aliases (``&base`` / ``*base``, ``<<: *base``) may add to a document once expanded."""
+MAX_DEPTH = 100
+"""Deepest nesting of mappings and lists accepted (configs and rules are 2-4 levels deep)."""
+
+
+class YamlRefused(yaml.YAMLError):
+    """A document the loader will not build: a duplicate key, an alias bomb, runaway nesting."""
+
+    def __init__(self, problem: str, mark: Any = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+def read_text_file(
+    path: str | Path, what: str = "file", error: type[ParamDoctorError] = ConfigError, *, limit: int = MAX_FILE_BYTES
+) -> str:
+    """A user's text file as UTF-8 (a leading BOM is dropped), refused over ``limit`` bytes.
+
+    Every failure is one ``error`` line naming the file: not found, unreadable,
+    too large, or not UTF-8 (with the byte offset of the first bad byte).
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise error(f"{path}: {what} is larger than {_size(limit)}; a {what} is a few KiB of YAML, check the path")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : exc.start + 1].hex()
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(f"{path}: {what} is not UTF-8 (byte 0x{bad} at offset {exc.start}, line {line}); save it as UTF-8") from None
+
+
 def load_yaml_text(text: str, where: str) -> Any:
+    """Parse a user's YAML safely: no code, no duplicate keys, bounded size, nesting and alias expansion.
+
+    Errors are one ConfigError line naming ``where`` and the line of the problem.
+    """
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(f"{where}: YAML text is larger than {_size(MAX_FILE_BYTES)}; a config or rule file is a few KiB")
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except YamlRefused as exc:
+        mark = exc.problem_mark
+        pos = f" line {mark.line + 1}:" if mark is not None else ""
+        raise ConfigError(f"{where}:{pos} {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         pos = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}:{pos}: invalid YAML ({problem})") from None
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 and limit % (1 << 20) == 0 else f"{limit} bytes"
+
+
+def _check_document(root: yaml.Node) -> None:
+    """Refuse what would make construction or the code after it blow up, before anything is built.
+
+    PyYAML builds an alias as a shared reference, so a "billion laughs" document
+    is small in memory but expands to billions of nodes for anything that walks
+    it (validation, flattening, dumping). Walking the node graph once with the
+    expanded size of each node memoised finds that in time linear in the
+    document: the nodes aliases add beyond the document's own are capped, a
+    recursive alias is refused, and so is a duplicate key in any mapping.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            kids = _children(node)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            if depth[key] > MAX_DEPTH:
+                raise YamlRefused(f"nesting deeper than {MAX_DEPTH} levels; flatten the document", node.start_mark)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise YamlRefused("an alias refers to a node that contains it (a recursive alias); remove it", node.start_mark)
+        on_path.add(key)
+        if isinstance(node, yaml.MappingNode):
+            _reject_duplicate_keys(node)
+        stack.append((node, True))
+        stack.extend((kid, False) for kid in _children(node) if id(kid) not in size)
+    extra = size[id(root)] - len(size)
+    if extra > MAX_ALIAS_NODES:
+        raise YamlRefused(
+            f"anchors and aliases (&name / *name) expand the document by {extra:,} nodes, more than the "
+            f"{MAX_ALIAS_NODES:,} accepted; write the repeated values out or use fewer aliases"
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _reject_duplicate_keys(node: yaml.MappingNode) -> None:
+    """Two scalar keys with the same tag and text in one mapping: the second would silently win."""
+    seen: dict[tuple[str, str], Any] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+            continue  # "<<: *base" merges; its keys may be overridden on purpose
+        ident = (key_node.tag, key_node.value)
+        first = seen.get(ident)
+        if first is not None:
+            raise YamlRefused(
+                f"duplicate key {key_node.value!r} (first at line {first.line + 1}); each key may appear once in a mapping",
+                key_node.start_mark,
+            )
+        seen[ident] = key_node.start_mark
 
 
 def parse_value(text: str) -> Any:
@@ -65,12 +201,7 @@ def parse_value(text: str) -> Any:
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    text = read_text_file(path, "config file")
     data = load_yaml_text(text, str(path))
     if data is None:
         return {}

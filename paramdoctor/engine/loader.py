@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from paramdoctor.config.loading import load_yaml_text, suggest
+from paramdoctor.config.loading import load_yaml_text, read_text_file, suggest
 from paramdoctor.engine.schema import Rule
 from paramdoctor.errors import ConfigError, RuleError
 
@@ -28,10 +28,7 @@ def builtin_rules_dir() -> Path:
 def load_rule_file(path: str | Path) -> Rule:
     """Read and validate one rule file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise RuleError(f"{path}: cannot read rule file ({exc.strerror or exc})") from None
+    text = read_text_file(path, "rule file", RuleError)
     try:
         data = load_yaml_text(text, str(path))
     except ConfigError as exc:

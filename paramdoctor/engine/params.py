@@ -8,7 +8,9 @@
       disable: [PD204]
 
 and ``--set PD301.min_rise=0.2`` overrides both. Unknown rules and
-parameters fail with a suggestion; a value must have the type of the default.
+parameters fail with a suggestion; a value must have the type of the default,
+be finite, and a count (a parameter with a whole-number default, such as
+``persistence``) must be >= 1. Each error names where the value came from.
 """
 
 from __future__ import annotations
@@ -17,13 +19,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from paramdoctor.config.loading import load_yaml_text, parse_value, suggest
-from paramdoctor.engine.schema import Rule
+from paramdoctor.config.loading import load_yaml_text, parse_value, read_text_file, suggest
+from paramdoctor.engine.schema import Rule, is_count, value_problem
 from paramdoctor.errors import ConfigError, RuleError
 
 PROJECT_FILE = "paramdoctor.yaml"
 
 Params = dict[str, dict[str, Any]]  # rule code or slug -> {param: value}
+
+
+class ParamLayer(dict):
+    """A ``Params`` mapping that remembers where each value came from, for error messages.
+
+    ``origins[(rule, param)]`` is e.g. ``--set PD301.min_rise=2`` or
+    ``paramdoctor.yaml: rules.PD301.min_rise``. A plain dict works wherever a
+    ParamLayer does; its values are then reported as "rule parameter override".
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.origins: dict[tuple[str, str], str] = {}
+
+
+def _origin(layer: Mapping[str, Any], rule: str, name: str) -> str | None:
+    return getattr(layer, "origins", {}).get((rule, name))
 
 
 @dataclass(frozen=True)
@@ -37,13 +56,18 @@ class ProjectRules:
 
 def parse_param_overrides(items: Iterable[str]) -> Params:
     """``["PD301.min_rise=0.2"]`` -> ``{"PD301": {"min_rise": 0.2}}`` (values parsed as YAML scalars)."""
-    out: Params = {}
+    out = ParamLayer()
     for item in items:
         target, sep, raw = item.partition("=")
         rule, dot, name = target.strip().partition(".")
         if not sep or not dot or not rule or not name:
             raise RuleError(f"rule parameter {item!r}: expected RULE.PARAM=VALUE, e.g. PD301.min_rise=0.2")
-        out.setdefault(rule, {})[name.strip()] = parse_value(raw.strip())
+        value = parse_value(raw.strip())
+        problem = value_problem(value)
+        if problem:
+            raise RuleError(f"--set {item}: {name.strip()} {problem}")
+        out.setdefault(rule, {})[name.strip()] = value
+        out.origins[(rule, name.strip())] = f"--set {item}"
     return out
 
 
@@ -56,11 +80,9 @@ def load_project_params(path: str | Path | None = None) -> ProjectRules:
             raise RuleError(f"{path}: project file not found")
         return ProjectRules()
     try:
-        data = load_yaml_text(path.read_text(), str(path))
+        data = load_yaml_text(read_text_file(path, "project file", RuleError), str(path))
     except ConfigError as exc:
         raise RuleError(str(exc)) from None
-    except OSError as exc:
-        raise RuleError(f"{path}: cannot read project file ({exc.strerror or exc})") from None
     if data is None:
         return ProjectRules(path=path)
     if not isinstance(data, dict):
@@ -68,7 +90,7 @@ def load_project_params(path: str | Path | None = None) -> ProjectRules:
     section = data.get("rules") or {}
     if not isinstance(section, dict):
         raise RuleError(f"{path}: rules: must be a mapping of rule code or slug to parameters, plus disable: [codes]")
-    params: Params = {}
+    params = ParamLayer()
     disable: tuple[str, ...] = ()
     for key, value in section.items():
         if key == "disable":
@@ -81,15 +103,27 @@ def load_project_params(path: str | Path | None = None) -> ProjectRules:
         if not isinstance(value, dict):
             raise RuleError(f"{path}: rules.{key}: must be a mapping of parameter to value, got {value!r}")
         params[str(key)] = {str(k): v for k, v in value.items()}
+        for name, item in params[str(key)].items():
+            where = f"{path}: rules.{key}.{name}"
+            problem = value_problem(item)
+            if problem:
+                raise RuleError(f"{where}: {problem}")
+            params.origins[(str(key), name)] = where
     return ProjectRules(params=params, disable=disable, path=path)
 
 
 def merge_params(*layers: Mapping[str, Mapping[str, Any]]) -> Params:
-    """Later layers override earlier ones, parameter by parameter."""
-    out: Params = {}
+    """Later layers override earlier ones, parameter by parameter (each value keeps its origin)."""
+    out = ParamLayer()
     for layer in layers:
         for rule, values in layer.items():
             out.setdefault(rule, {}).update(values)
+            for name in values:
+                origin = _origin(layer, rule, name)
+                if origin is None:
+                    out.origins.pop((rule, name), None)
+                else:
+                    out.origins[(rule, name)] = origin
     return out
 
 
@@ -97,15 +131,19 @@ def resolve_params(rules: Iterable[Rule], overrides: Mapping[str, Mapping[str, A
     """Each rule's parameters (by code): its defaults with the overrides applied and checked."""
     rules = list(rules)
     resolved = {r.code: dict(r.params) for r in rules}
-    for target, values in (overrides or {}).items():
-        rule = _rule_for(rules, target, "rule parameter override")
+    overrides = overrides or {}
+    for target, values in overrides.items():
+        first = next((o for name in values if (o := _origin(overrides, target, name))), None)
+        rule = _rule_for(rules, target, f"{first}: rule parameter override" if first else "rule parameter override")
         for name, value in values.items():
+            origin = _origin(overrides, target, name)
             if name not in rule.params:
                 declared = ", ".join(rule.params) or "none"
                 raise RuleError(
-                    f"rule {rule.code} ({rule.slug}) has no parameter {name!r}{suggest(name, rule.params)}; its parameters: {declared}"
+                    f"{origin + ': ' if origin else ''}rule {rule.code} ({rule.slug}) has no parameter {name!r}"
+                    f"{suggest(name, rule.params)}; its parameters: {declared}"
                 )
-            resolved[rule.code][name] = _check_type(rule, name, value)
+            resolved[rule.code][name] = _check_value(rule, name, value, origin)
     return resolved
 
 
@@ -123,8 +161,13 @@ def _rule_for(rules: list[Rule], target: str, what: str) -> Rule:
     raise RuleError(f"{what}: unknown rule {target!r}{suggest(target, names)}; `paramdoctor rules` lists them")
 
 
-def _check_type(rule: Rule, name: str, value: Any) -> Any:
+def _check_value(rule: Rule, name: str, value: Any, origin: str | None) -> Any:
+    """The value in the default's type; RuleError for a wrong type, a non-finite number or a count below 1."""
     default = rule.params[name]
+    where = f"{origin}: " if origin else ""
+    problem = value_problem(value, count=is_count(default))
+    if problem:
+        raise RuleError(f"{where}rule {rule.code} parameter {name} {problem}")
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, (int, float)):
@@ -136,6 +179,6 @@ def _check_type(rule: Rule, name: str, value: Any) -> Any:
         ok = isinstance(value, str)
     if not ok:
         raise RuleError(
-            f"rule {rule.code} parameter {name}: expected {type(default).__name__} like the default {default!r}, got {value!r}"
+            f"{where}rule {rule.code} parameter {name}: expected {type(default).__name__} like the default {default!r}, got {value!r}"
         )
     return value

@@ -146,10 +146,10 @@ def load_real_sample(folder: Path, *, read_log: bool = True) -> RealSample:
 
 
 def _read_model(path: Path, model: type[BaseModel]) -> Any:
-    from paramdoctor.config.loading import load_yaml_text
+    from paramdoctor.config.loading import load_yaml_text, read_text_file
 
     try:
-        data = load_yaml_text(path.read_text(encoding="utf-8"), str(path))
+        data = load_yaml_text(read_text_file(path, "file", InputError), str(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
     except ConfigError as exc:

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from paramdoctor.config.loading import load_yaml_text
+from paramdoctor.config.loading import load_yaml_text, read_text_file
 from paramdoctor.engine.evaluate import evaluate
 from paramdoctor.engine.loader import find_rule
 from paramdoctor.engine.schema import Rule
@@ -308,10 +308,9 @@ def resolve_expectation(rules: list[Rule], sample: Sample) -> tuple[set[str], se
 def load_expectation(path: str | Path) -> Expectation:
     """Read and validate one ``expect.yaml``; every problem is one InputError naming the file and key."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read expectation file ({exc.strerror or exc})") from None
+    if not path.is_file():
+        raise InputError(f"{path}: cannot read expectation file (no such file)")
+    text = read_text_file(path, "expectation file", InputError)  # UTF-8, size-capped
     try:
         data = load_yaml_text(text, str(path))
     except ConfigError as exc:

@@ -10,6 +10,7 @@ placeholder must be measurable, and every patch key must be a TrainConfig key.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from typing import Any, Literal, Mapping, Union
 
@@ -39,6 +40,30 @@ LR_KEYS = ("optimizer.lr", "optimizer.backbone_lr")
 TEMPLATE_BUILTINS = ("unit", "code", "slug")
 
 
+def is_count(default: Any) -> bool:
+    """Whether a parameter is a count: its declared default is a whole number (``persistence: 3``)."""
+    return isinstance(default, int) and not isinstance(default, bool)
+
+
+def value_problem(value: Any, *, count: bool = False) -> str | None:
+    """Why a rule parameter or threshold value is refused, or None when it is fine.
+
+    The generic rule, since parameters declare no range: a number must be
+    finite (NaN compares false with everything and would silently switch a
+    condition off; infinity makes it vacuous), and a count (a parameter whose
+    default is a whole number: persistence windows, minimum numbers of points,
+    spikes, swings, epochs) must be an integer of at least 1. Other numbers may
+    be zero or negative (a log10 change of -3 is a real threshold).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if count and value < 1:
+        return f"counts points, epochs or events and must be a whole number >= 1, got {value!r}"
+    return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,6 +87,9 @@ class Condition(_Strict):
         given_value = "value" in self.model_fields_set
         if (self.param is None) == (not given_value):
             raise ValueError(f"condition on {self.field!r} needs exactly one of 'param' or 'value'")
+        problem = value_problem(self.value)
+        if problem:
+            raise ValueError(f"condition on {self.field!r}: value {problem}")
         return self
 
 
@@ -130,6 +158,10 @@ class PatchItem(_Strict):
         numeric = self.op in ("multiply", "add", "at_least", "at_most")
         if numeric and self.value_from is None and (isinstance(self.value, bool) or not isinstance(self.value, (int, float))):
             raise ValueError(f"op {self.op!r} on {self.key} needs a numeric value, got {self.value!r}")
+        for name in ("value", "min", "max"):
+            problem = value_problem(getattr(self, name))
+            if problem:
+                raise ValueError(f"patch on {self.key}: {name} {problem}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"patch on {self.key}: min {self.min} is above max {self.max}")
         if self.only_if:
@@ -186,6 +218,9 @@ class AppliesTo(_Strict):
 class Rule(_Strict):
     """One rule file.
 
+    ``params`` declares the parameters a user may override, with their defaults;
+    a default's type is the parameter's type, and a whole-number default makes
+    it a count (see :func:`value_problem`: finite always, counts >= 1).
     ``requires`` lists the series the rule needs (``*`` matches a layer group);
     ``series`` the input series the signal reads, first recorded one wins;
     ``min_points`` applies to the primary series: the chosen ``series``, else
@@ -232,6 +267,17 @@ class Rule(_Strict):
             raise ValueError(f"slug must be lowercase words joined by '-', e.g. val-loss-turns-up, got {slug!r}")
         return slug
 
+    @field_validator("params")
+    @classmethod
+    def _params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        for name, value in params.items():
+            problem = value_problem(value, count=is_count(value))
+            if problem and is_count(value):
+                problem += f" (a whole-number default makes a parameter a count; write {float(value)} for a threshold)"
+            if problem:
+                raise ValueError(f"params.{name}: {problem}")
+        return params
+
     @field_validator("series", "requires", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
@@ -277,6 +323,12 @@ class Rule(_Strict):
                 raise ValueError(f"for: signal {self.signal} has no persistence count ('held'); remove 'for'")
             if self.for_.param is not None and self.for_.param not in self.params:
                 raise ValueError(f"for.param: {self.for_.param!r} is not declared under params{suggest(self.for_.param, self.params)}")
+            if self.for_.param is not None and not is_count(self.params[self.for_.param]):
+                default = self.params[self.for_.param]
+                raise ValueError(
+                    f"for.param: params.{self.for_.param} is a persistence window in points and must default to a "
+                    f"whole number >= 1, got {default!r}"
+                )
         for i, item in enumerate(self.patch):
             if self.category == "lr_too_high" and item.key in LR_KEYS and _may_raise(item):
                 raise ValueError(

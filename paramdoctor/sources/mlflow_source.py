@@ -251,7 +251,7 @@ def _load_config(client: "MlflowClient", run: "Run") -> dict[str, Any] | None:
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
     from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
-    from paramdoctor.config.loading import load_yaml_text
+    from paramdoctor.config.loading import load_yaml_text, read_text_file
     from paramdoctor.errors import ConfigError
 
     with tempfile.TemporaryDirectory(prefix="paramdoctor-") as tmp:
@@ -259,9 +259,9 @@ def _load_config(client: "MlflowClient", run: "Run") -> dict[str, Any] | None:
             uri = add_databricks_profile_info_to_artifact_uri(run.info.artifact_uri, client.tracking_uri)
             repository = get_artifact_repository(uri, tracking_uri=client.tracking_uri)
             local = repository.download_artifacts(CONFIG_ARTIFACT, dst_path=tmp)
-            text = Path(local).read_text()
-        except (MlflowException, OSError):
-            return None
+            text = read_text_file(local, f"run {run.info.run_id} {CONFIG_ARTIFACT}")
+        except (MlflowException, OSError, ConfigError):
+            return None  # an unreadable config artifact: the run's params still say what was trained
     try:
         data = load_yaml_text(text, f"run {run.info.run_id} {CONFIG_ARTIFACT}")
     except ConfigError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from paramdoctor.config import apply_overrides, dump_yaml, flatten, known_keys, load_config, validate
-from paramdoctor.config.loading import read_config_file
+from paramdoctor.config.loading import MAX_DEPTH, MAX_FILE_BYTES, load_yaml_text, read_config_file, read_text_file
 from paramdoctor.errors import ConfigError
 
 
@@ -115,3 +115,102 @@ def test_apply_overrides_does_not_mutate_input():
 def test_validate_rejects_extra_keys():
     with pytest.raises(ConfigError, match="unknown config key 'trainer.epochs'"):
         validate({"trainer": {"epochs": 3}})
+
+
+# --- what a user's YAML may ask of the reader ------------------------------------------
+
+# The classic "billion laughs": 9 levels of 9 aliases expand to 9**9 strings from under 800 bytes.
+ALIAS_BOMB = "\n".join(
+    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"{b}: &{b} [{','.join(['*' + a] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
+) + "\n"
+
+
+def test_an_alias_bomb_is_refused_before_it_is_expanded(tmp_path):
+    assert len(ALIAS_BOMB.encode()) < 800
+    with pytest.raises(ConfigError, match=r"bomb.yaml: anchors and aliases .* expand the document by [\d,]+ nodes"):
+        load_yaml_text(ALIAS_BOMB, "bomb.yaml")
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB)
+    with pytest.raises(ConfigError, match="anchors and aliases"):
+        read_config_file(path)
+    # a few anchors, aliases and merge keys, as configs use them, stay welcome
+    text = (
+        "defaults: &opt {lr: 0.001, weight_decay: 0.0005}\n"
+        "optimizer:\n  <<: *opt\n  lr: 0.01\n"
+        "betas: &b [0.9, 0.999]\nagain: *b\n"
+    )
+    data = load_yaml_text(text, "c.yaml")
+    assert data["optimizer"] == {"lr": 0.01, "weight_decay": 0.0005} and data["again"] == [0.9, 0.999]
+
+
+def test_train_refuses_an_alias_bomb_at_once(tmp_path):
+    """The whole command, in a process with a memory cap: refused in seconds, not a hang that eats the machine."""
+    import resource
+    import subprocess
+    import sys
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB)
+    limit = 3 << 30
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "paramdoctor", "train", "--dry-run", str(path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, preexec_fn=cap_memory,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: ") and "anchors and aliases" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_recursive_alias_is_refused():
+    with pytest.raises(ConfigError, match=r"c.yaml: line 1: .*recursive alias"):
+        load_yaml_text("a: &x [1, *x]\n", "c.yaml")
+
+
+def test_runaway_nesting_is_refused():
+    deep = "x: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n"
+    with pytest.raises(ConfigError, match=f"nesting deeper than {MAX_DEPTH} levels"):
+        load_yaml_text(deep, "c.yaml")
+
+
+def test_a_duplicate_key_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optimizer:\n  lr: 0.1\n  weight_decay: 0.0\n  lr: 0.5\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: line 4: duplicate key 'lr' \(first at line 2\)"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"line 3: duplicate key 'data'"):
+        load_yaml_text("data: {}\nseed: 1\ndata: {}\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"line 1: duplicate key 'a'"):
+        load_yaml_text("x: [{a: 1, a: 2}]\n", "c.yaml")
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file_and_byte(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"optimizer:\n  lr: 0.1  # caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message == f"{path}: config file is not UTF-8 (byte 0xe9 at offset 27, line 2); save it as UTF-8"
+
+
+def test_an_oversized_config_file_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"# padding\n" * (MAX_FILE_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match=r"c.yaml: config file is larger than 1 MiB"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_yaml_text("#" * (MAX_FILE_BYTES + 1), "text")
+
+
+def test_read_text_file_raises_the_callers_error_class(tmp_path):
+    from paramdoctor.errors import InputError
+
+    path = tmp_path / "expect.yaml"
+    path.write_bytes(b"fire: [\xff]\n")
+    with pytest.raises(InputError, match=r"expect.yaml: expectation file is not UTF-8 \(byte 0xff at offset 7, line 1\)"):
+        read_text_file(path, "expectation file", InputError)
+    with pytest.raises(InputError, match="expectation file not found"):
+        read_text_file(tmp_path / "none.yaml", "expectation file", InputError)

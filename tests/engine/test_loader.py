@@ -44,3 +44,37 @@ def test_find_rule_by_code_slug_and_case_with_suggestions():
         find_rule(rules, "val-loss-turn-up")
     with pytest.raises(RuleError, match="unknown rule 'PD999'"):
         find_rule(rules, "PD999")
+
+
+def test_a_rule_file_that_is_not_utf8_is_one_rule_error(tmp_path):
+    text = yaml.safe_dump({**BASE, "title": "A test rule TITLE"}, sort_keys=False).encode()
+    (tmp_path / "PD901.yaml").write_bytes(text.replace(b"TITLE", b"\xff\xfe"))
+    offset = text.index(b"TITLE")
+    with pytest.raises(RuleError) as info:
+        load_rules(extra_dirs=[tmp_path])
+    message = str(info.value)
+    assert message.startswith(str(tmp_path / "PD901.yaml")) and "\n" not in message
+    assert f"rule file is not UTF-8 (byte 0xff at offset {offset}, line " in message
+
+
+def test_a_duplicate_key_in_a_rule_file_is_refused_with_its_line(tmp_path):
+    text = yaml.safe_dump(BASE, sort_keys=False) + "severity: info\n"
+    (tmp_path / "PD901.yaml").write_text(text)
+    line = text.count("\n")
+    with pytest.raises(RuleError, match=rf"PD901.yaml: line {line}: duplicate key 'severity' \(first at line \d+\)"):
+        load_rules(extra_dirs=[tmp_path], include_builtin=False)
+
+
+def test_an_alias_bomb_or_a_huge_rule_file_is_refused(tmp_path):
+    from tests.config.test_loading import ALIAS_BOMB
+
+    bomb = tmp_path / "bomb"
+    bomb.mkdir()
+    (bomb / "PD901.yaml").write_text(ALIAS_BOMB)
+    with pytest.raises(RuleError, match="PD901.yaml: anchors and aliases"):
+        load_rules(extra_dirs=[bomb], include_builtin=False)
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "PD901.yaml").write_text(yaml.safe_dump(BASE) + "#" * (1 << 20))
+    with pytest.raises(RuleError, match="PD901.yaml: rule file is larger than 1 MiB"):
+        load_rules(extra_dirs=[big], include_builtin=False)

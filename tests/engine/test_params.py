@@ -78,3 +78,65 @@ def test_overrides_change_the_verdict(rules):
     assert any(s.code == "PD301" and "disabled" in s.reason for s in disabled.skipped)
     with pytest.raises(RuleError, match="disable: unknown rule 'PD3011'"):
         diagnose(record, rules, disable=["PD3011"])
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("PD301.min_rise=.nan", "--set PD301.min_rise=.nan: min_rise must be a finite number, got nan"),
+        ("PD301.min_rise=.inf", "--set PD301.min_rise=.inf: min_rise must be a finite number, got inf"),
+        ("PD301.min_rise=-.inf", "--set PD301.min_rise=-.inf: min_rise must be a finite number, got -inf"),
+    ],
+)
+def test_set_refuses_non_finite_values(item, expected):
+    with pytest.raises(RuleError) as info:
+        parse_param_overrides([item])
+    assert str(info.value) == expected
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "0.5"])
+def test_set_refuses_a_persistence_below_one_and_names_the_option(rules, value):
+    overrides = parse_param_overrides([f"PD301.persistence={value}"])
+    with pytest.raises(RuleError) as info:
+        resolve_params(rules, overrides)
+    message = str(info.value)
+    assert message.startswith(f"--set PD301.persistence={value}: rule PD301 parameter persistence")
+    assert "whole number >= 1" in message
+
+
+def test_count_params_are_checked_and_negative_thresholds_pass(rules):
+    with pytest.raises(RuleError, match="rule PD204 parameter min_wasted counts points, epochs or events"):
+        resolve_params(rules, {"PD204": {"min_wasted": -1}})
+    with pytest.raises(RuleError, match="rule PD301 parameter min_rise must be a finite number, got nan"):
+        resolve_params(rules, {"PD301": {"min_rise": float("nan")}})
+    assert resolve_params(rules, {"PD402": {"max_log10_change": -4.0}})["PD402"]["max_log10_change"] == -4.0
+
+
+def test_project_file_values_are_checked_and_named(tmp_path, monkeypatch, rules):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "paramdoctor.yaml"
+    path.write_text("rules:\n  PD301: {min_rise: .nan}\n")
+    with pytest.raises(RuleError) as info:
+        load_project_params()
+    assert str(info.value) == f"{path}: rules.PD301.min_rise: must be a finite number, got nan"
+    path.write_text("rules:\n  val-loss-turns-up: {persistence: -5}\n")
+    project = load_project_params()
+    with pytest.raises(RuleError) as info:
+        resolve_params(rules, merge_params(project.params, parse_param_overrides(["PD301.min_rise=0.2"])))
+    assert str(info.value).startswith(f"{path}: rules.val-loss-turns-up.persistence: rule PD301 parameter persistence counts")
+    # --set wins over the project file, and the error names where the winning value came from
+    merged = merge_params(project.params, parse_param_overrides(["val-loss-turns-up.persistence=0"]))
+    with pytest.raises(RuleError, match=r"^--set val-loss-turns-up.persistence=0: "):
+        resolve_params(rules, merged)
+
+
+def test_a_project_file_that_is_not_utf8_or_has_a_duplicate_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "paramdoctor.yaml"
+    path.write_bytes(b"rules:\n  PD301: {min_rise: 0.2}  # \xe9\n")
+    with pytest.raises(RuleError) as info:
+        load_project_params()
+    assert str(info.value) == f"{path}: project file is not UTF-8 (byte 0xe9 at offset 35, line 2); save it as UTF-8"
+    path.write_text("rules:\n  PD301: {min_rise: 0.2}\nrules:\n  disable: [PD204]\n")
+    with pytest.raises(RuleError, match=r"paramdoctor.yaml: line 3: duplicate key 'rules' \(first at line 1\)"):
+        load_project_params()

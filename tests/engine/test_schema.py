@@ -191,3 +191,47 @@ def test_only_if_must_name_known_config_keys(tmp_path):
     data = mutate(patch=[{"key": "optimizer.lr", "op": "multiply", "value": 2, "only_if": {"optimizer.nme": "sgd"}, "reason": "r"}])
     message = error_for(tmp_path, data)
     assert "only_if names unknown config key 'optimizer.nme'" in message and "optimizer.name" in message
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"min_rise": float("nan"), "persistence": 3}, "params.min_rise: must be a finite number, got nan"),
+        ({"min_rise": float("inf"), "persistence": 3}, "params.min_rise: must be a finite number, got inf"),
+        ({"min_rise": float("-inf"), "persistence": 3}, "params.min_rise: must be a finite number, got -inf"),
+    ],
+    ids=["nan", "inf", "-inf"],
+)
+def test_rule_params_must_be_finite(tmp_path, params, expected):
+    assert expected in error_for(tmp_path, mutate(params=params))
+
+
+def test_counts_must_be_at_least_one_while_thresholds_may_be_zero_or_negative(tmp_path):
+    message = error_for(tmp_path, mutate(params={"min_rise": 0.1, "persistence": -5}))
+    assert "params.persistence: counts points, epochs or events and must be a whole number >= 1, got -5" in message
+    assert "write 0.0 for a threshold" in error_for(tmp_path, mutate(params={"min_rise": 0.1, "persistence": 0}))
+    rule = load_rule_file(write(tmp_path, mutate(params={"min_rise": -0.5, "persistence": 1})))
+    assert rule.params["min_rise"] == -0.5
+    rule = load_rule_file(write(tmp_path, mutate(params={"min_rise": 0.0, "persistence": 2})))
+    assert rule.params["min_rise"] == 0.0
+
+
+def test_a_persistence_param_must_be_a_whole_number(tmp_path):
+    message = error_for(tmp_path, mutate(params={"min_rise": 0.1, "persistence": 3.0}))
+    assert "for.param: params.persistence is a persistence window in points" in message and "got 3.0" in message
+
+
+def test_thresholds_and_patch_values_must_be_finite(tmp_path):
+    data = mutate(when=[{"field": "rise", "op": ">=", "value": float("nan")}])
+    assert "condition on 'rise': value must be a finite number, got nan" in error_for(tmp_path, data)
+    data = mutate(patch=[{"key": "optimizer.weight_decay", "op": "multiply", "value": float("inf"), "reason": "r"}])
+    assert "patch on optimizer.weight_decay: value must be a finite number, got inf" in error_for(tmp_path, data)
+    data = mutate(patch=[{"key": "optimizer.weight_decay", "op": "multiply", "value": 10, "max": float("nan"), "reason": "r"}])
+    assert "patch on optimizer.weight_decay: max must be a finite number, got nan" in error_for(tmp_path, data)
+
+
+def test_evidence_format_widths_and_length_are_bounded(tmp_path):
+    message = error_for(tmp_path, mutate(evidence="{rise:>100000000}"))
+    assert "evidence: template field {rise:>100000000}: width 100000000 is above the limit of 30" in message
+    assert "precision 500 is above the limit" in error_for(tmp_path, mutate(evidence="{rise:.500f}"))
+    assert "above the limit of 1000" in error_for(tmp_path, mutate(evidence="{rise} " * 400))
