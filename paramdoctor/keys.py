@@ -76,6 +76,11 @@ TAG_STEPS_PER_EPOCH = "paramdoctor.steps_per_epoch"  # optimizer steps in one ep
 TAG_TRAIN_SAMPLES = "paramdoctor.train_samples"  # samples in the training split
 TAG_X_UNIT = "paramdoctor.x_unit"  # "epoch" or "step": how the evaluation series are indexed
 TAG_PARENT_RUN = "mlflow.parentRunId"
+TAG_SPLIT = "paramdoctor.split"  # JSON: dataset, fingerprint, seed, val_fraction, subset of the train/val split
+TAG_CHECKPOINT_DIR = "paramdoctor.checkpoint_dir"  # absolute directory of last.pt and best.pt (train --resume)
+TAG_HEARTBEAT = "paramdoctor.heartbeat"  # unix seconds of the trainer's latest sign of life
+TAG_HEARTBEAT_EVERY = "paramdoctor.heartbeat_every_s"  # how often the heartbeat is written
+TAG_RESUMES = "paramdoctor.resumes"  # how many times the run was carried on with train --resume
 
 _SAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
 

@@ -88,8 +88,39 @@ def print_summary(console: Console, config: TrainConfig, result, *, wall_s: floa
         table.add_row("best epoch", str(result.best_epoch))
         table.add_row(f"best {result.monitor}", f"{result.best_value:.4f}")
     table.add_row("time", f"{result.duration_s:.1f} s training, {wall_s:.1f} s in all")
+    spooled = int(getattr(result, "spooled", 0) or 0)
+    if spooled:
+        table.add_row(
+            "spooled", f"[yellow]{spooled} metrics kept on local disk[/] (server away): paramdoctor sync {result.run_id}"
+        )
     console.print(table)
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    ui = f"mlflow ui --backend-store-uri {uri}" if uri else "mlflow ui   (in this directory)"
     console.print(f"diagnose it:  [bold]paramdoctor diagnose {result.run_id}[/]")
-    console.print(f"browse it:    [bold]{ui}[/]  then open http://127.0.0.1:5000")
+    console.print(f"browse it:    {browse_line(result)}")
+
+
+def browse_line(result) -> str:
+    """How to look at the run: its page on a tracking server, or the ``mlflow ui`` command for a local store.
+
+    ``mlflow ui --backend-store-uri http://...`` makes no sense (the UI would
+    try to serve a server from a server): a server already has a UI.
+    """
+    uri = getattr(result, "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and uri.startswith(("http://", "https://")):
+        experiment_id = getattr(result, "experiment_id", None) or _experiment_of(uri, result.run_id)
+        base = uri.rstrip("/")
+        if experiment_id is None:
+            return f"[bold]{base}[/]  (run {result.run_id})"
+        return f"[bold]{base}/#/experiments/{experiment_id}/runs/{result.run_id}[/]"
+    if not uri:
+        return "[bold]mlflow ui   (in this directory)[/]  then open http://127.0.0.1:5000"
+    return f"[bold]mlflow ui --backend-store-uri {uri}[/]  then open http://127.0.0.1:5000"
+
+
+def _experiment_of(uri: str, run_id: str) -> str | None:
+    """The run's experiment id, asked of the server (None when it cannot say: the line stays useful without it)."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=uri).get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - a hint only
+        return None
