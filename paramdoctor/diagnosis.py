@@ -29,8 +29,9 @@ JSON_SCHEMA_VERSION = 1
 
 # Verdicts and their exit codes. HEALTHY is earned: a run whose validation curve
 # could not be read is never healthy, it is NO_VALIDATION (with what was missing).
-HEALTHY, FINDINGS, NO_VALIDATION = "healthy", "findings", "no_validation"
-EXIT_CODES = {HEALTHY: 0, FINDINGS: 1, NO_VALIDATION: 3}
+# A RUNNING run whose trainer stopped beating is INTERRUPTED: half a run gets no verdict.
+HEALTHY, FINDINGS, NO_VALIDATION, INTERRUPTED = "healthy", "findings", "no_validation", "interrupted"
+EXIT_CODES = {HEALTHY: 0, FINDINGS: 1, NO_VALIDATION: 3, INTERRUPTED: 4}
 
 
 @dataclass
@@ -127,17 +128,21 @@ class Diagnosis:
     x_unit: str = "epoch"
     missing: str | None = None  # what could not be read, when the run has no readable validation curve
     eval_sets: list[str] = field(default_factory=list)  # the evaluation sets judged, when the run has several
+    interrupted: str | None = None  # why the run was not judged: its trainer died, and how to resume it
 
     @property
     def status(self) -> str:
-        """``findings`` when any rule fired; else ``no_validation`` when no validation curve was readable; else ``healthy``."""
+        """``interrupted`` when the trainer died mid-run; ``findings`` when any rule fired; else
+        ``no_validation`` when no validation curve was readable; else ``healthy``."""
+        if self.interrupted:
+            return INTERRUPTED
         if self.findings:
             return FINDINGS
         return NO_VALIDATION if self.missing else HEALTHY
 
     @property
     def exit_code(self) -> int:
-        """0 healthy, 1 findings, 3 no readable validation curve (2 is every usage or input error)."""
+        """0 healthy, 1 findings, 3 no readable validation curve, 4 interrupted (2 is every usage or input error)."""
         return EXIT_CODES[self.status]
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +152,7 @@ class Diagnosis:
             "run_name": self.run_name,
             "status": self.status,
             "missing": self.missing,
+            "interrupted": self.interrupted,
             "eval_sets": list(self.eval_sets),
             "source": self.source,
             "x_unit": self.x_unit,

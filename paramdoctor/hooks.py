@@ -471,6 +471,28 @@ class TrainingMonitor:
         """Send everything still buffered."""
         self.sink.flush()
 
+    # -- resuming ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue the same series: the step counter and the drift reference."""
+        return {
+            "step": self.step,
+            "initial": None if self._initial is None else [t.detach().to("cpu", copy=True) for t in self._initial],
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state_dict()``: later steps are numbered on, drift is measured from the first weights."""
+        self.step = int(state["step"])
+        initial = state.get("initial")
+        if initial is None:
+            return
+        if len(initial) != len(self._tracked) or any(a.shape != b.shape for a, b in zip(initial, self._tracked)):
+            raise ConfigError("TrainingMonitor.load_state_dict: the saved reference weights do not match this model")
+        self._initial = [t.to(p.device, p.dtype) for t, p in zip(initial, self._tracked)]
+        sq = _per_tensor_norms(self._initial, self._device).square()
+        self._initial_group_norms = self._group_sums(sq[None]).sqrt()[0].tolist()
+
     # -- internals -------------------------------------------------------------------
 
     def _reset_step_state(self) -> None:

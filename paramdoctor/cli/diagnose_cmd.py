@@ -3,7 +3,8 @@
 Exit codes: 0 healthy, 1 findings, 2 usage or input error (raised as
 ParamDoctorError; ``app.main`` prints its one line), 3 no readable
 validation curve (the run cannot be called healthy; the report says what is
-missing). The command returns its
+missing), 4 interrupted (a RUNNING run whose trainer stopped its heartbeat: no
+verdict on half a run, the report prints the resume command). The command returns its
 exit code, which ``app.main`` passes on.
 
 Nothing here imports torch; mlflow, matplotlib and the engine are imported
@@ -46,7 +47,8 @@ def register(app: typer.Typer) -> None:
         "diagnose",
         help=(
             "Diagnose RUN: findings with evidence, the next config to try. "
-            "Exit 0 healthy, 1 findings, 2 input error, 3 no readable validation curve."
+            "Exit 0 healthy, 1 findings, 2 input error, 3 no readable validation curve, "
+            "4 interrupted (the trainer died mid-run: resume it)."
         ),
     )(diagnose)
 
@@ -197,7 +199,15 @@ def _diagnose_experiment(judge: "_Judge", experiment: str, mapping: dict[str, st
             if warning:
                 warnings.append(warning)
     any_findings = any(d.findings for d in diagnoses)
-    status = "findings" if any_findings else ("no_validation" if any(d.missing for d in diagnoses) else "healthy")
+    status = (
+        "findings"
+        if any_findings
+        else "no_validation"
+        if any(d.missing for d in diagnoses)
+        else "interrupted"
+        if any(d.interrupted for d in diagnoses)
+        else "healthy"
+    )
     if as_json:
         from paramdoctor.report import jsonable
 

@@ -27,11 +27,19 @@ def train(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit; nothing is trained or logged."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display; print only the summary."),
+    resume: Optional[str] = typer.Option(
+        None,
+        "--resume",
+        metavar="RUN",
+        help="Carry on an interrupted run (id, name or `latest`) from its last complete epoch, in the same MLflow run.",
+    ),
 ) -> int:
     from paramdoctor.config import dump_yaml, load_config
     from paramdoctor.errors import ConfigError
 
     args = list(args or [])
+    if resume is not None:
+        return _resume(resume, args, quiet=quiet, dry_run=dry_run)
     config_path = None
     if args and "=" not in args[0]:
         config_path = args.pop(0)
@@ -53,20 +61,72 @@ def train(
             typer.echo(text, nl=False)
         return 0
 
-    from paramdoctor.cli.train_display import ProgressDisplay, print_summary
     from paramdoctor.training import fit
 
+    return _run(console, config, quiet, lambda listener, events: fit(config, listener=listener, on_tracking_event=events))
+
+
+class _RunIdListener:
+    """Passes every event on to the display and remembers the run id (for the resume hint after Ctrl-C)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.run_id: str | None = None
+
+    def on_fit_start(self, **kwargs) -> None:
+        self.run_id = kwargs.get("run_id")
+        self.inner.on_fit_start(**kwargs)
+
+    def on_step(self, **kwargs) -> None:
+        self.inner.on_step(**kwargs)
+
+    def on_epoch_end(self, **kwargs) -> None:
+        self.inner.on_epoch_end(**kwargs)
+
+
+def _run(console, config, quiet: bool, train) -> int:
+    from rich.markup import escape
+
+    from paramdoctor.cli.train_display import ProgressDisplay, print_summary
+
     display = ProgressDisplay(console, enabled=not quiet)
+    listener = _RunIdListener(display)
     t0 = time.perf_counter()
     # SIGTERM (a scheduler or `kill`) ends the run like Ctrl-C: flushed, marked KILLED, nothing lost
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with display:
-            result = fit(config, listener=display)
+            # a tracking server going away or coming back: one line each, above the progress bar
+            result = train(listener, lambda event: console.print(f"[yellow]{escape(event.message)}[/]"))
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted: the run is marked KILLED in MLflow; everything logged so far is kept[/]")
+        hint = f"; carry on with: paramdoctor train --resume {listener.run_id}" if listener.run_id else ""
+        console.print(f"[yellow]interrupted: the run is marked KILLED in MLflow; everything logged so far is kept{hint}[/]")
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
     print_summary(console, config, result, wall_s=time.perf_counter() - t0)
     return 0 if result.status == "FINISHED" else 1
+
+
+def _resume(run_ref: str, args: list[str], *, quiet: bool, dry_run: bool) -> int:
+    from rich.console import Console
+
+    from paramdoctor.config import dump_yaml
+    from paramdoctor.errors import ConfigError
+    from paramdoctor.training.fit import fit
+    from paramdoctor.training.resume import resume_point
+
+    if args:
+        raise ConfigError(
+            f"--resume {run_ref} takes no config or overrides (got {args[0]!r}): a resumed run carries on with the config "
+            "it started with; to change settings start a new run from its weights (model.weights=runs:/RUN_ID)"
+        )
+    point, config = resume_point(run_ref)
+    console = Console()
+    if dry_run:
+        typer.echo(dump_yaml(point.state["config"]), nl=False)
+        return 0
+    console.print(f"[dim]resuming run {point.run_id} after epoch {point.state['epoch']}[/]")
+    return _run(
+        console, config, quiet, lambda listener, events: fit(config, listener=listener, resume_from=point, on_tracking_event=events)
+    )

@@ -18,7 +18,8 @@ Precision = Literal["auto", "32", "16-mixed", "bf16-mixed"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and inf are refused everywhere: no setting means "forever" or "undefined"
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ExperimentConfig(_Section):
@@ -37,6 +38,14 @@ class DataConfig(_Section):
     root: str | None = Field(None, description="directory of CIFAR files or of an ImageFolder tree")
     download: bool = Field(False, description="download CIFAR when missing (needs network)")
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of the training data held out for validation")
+    split_seed: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "seed of the train/validation split; null: the run's seed, or, when model.weights starts from an earlier "
+            "run on the same data, that run's split (so it never validates on the earlier run's training samples)"
+        ),
+    )
     subset: int | None = Field(None, ge=1, description="use only this many training samples (small-data experiments)")
     batch_size: int = Field(64, ge=1, description="samples per forward pass (per micro-batch)")
     num_workers: int = Field(0, ge=0, description="DataLoader workers for datasets read from disk")
@@ -116,7 +125,15 @@ class TrainerConfig(_Section):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     log_every_n_steps: int = Field(1, ge=1, description="record step/ series every N optimizer steps")
     telemetry_every_n_steps: int = Field(10, ge=1, description="per-layer-group telemetry every N optimizer steps")
-    flush_every_s: float = Field(5.0, gt=0.0, description="send buffered metrics to MLflow at least this often")
+    flush_every_s: float = Field(5.0, gt=0.0, le=3600.0, description="send buffered metrics to MLflow at least this often")
+    heartbeat_every_s: float = Field(
+        30.0, gt=0.0, le=3600.0, description="mark the run alive in MLflow this often; a run silent for 3x this (90 s at least) died"
+    )
+    checkpoint_dir: str = Field(
+        ".paramdoctor/checkpoints",
+        min_length=1,
+        description="every epoch, last.pt (all state, for train --resume) and best.pt go to CHECKPOINT_DIR/<run_id>/, written atomically",
+    )
     stop_on_nonfinite: bool = Field(True, description="stop as soon as the loss becomes NaN or inf")
 
     @model_validator(mode="after")

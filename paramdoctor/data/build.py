@@ -20,7 +20,7 @@ from paramdoctor.data.cifar import load_cifar_arrays
 from paramdoctor.data.digits import load_digits_arrays
 from paramdoctor.data.imagefolder import FolderLoader, FolderSamples, native_side, open_image_folder
 from paramdoctor.data.in_memory import ImageArrays, build_in_memory_pair
-from paramdoctor.data.split import split_indices
+from paramdoctor.data.lineage import SplitRecord, choose_split, fingerprint_arrays, fingerprint_files
 from paramdoctor.errors import ConfigError
 
 
@@ -51,6 +51,7 @@ class Loaders:
     image_size: int
     dataset_name: str
     class_names: list[str] = field(default_factory=list)
+    split: SplitRecord | None = None  # how the samples were divided (recorded in the run and its checkpoints)
 
 
 def _choose_image_size(requested: int | None, native: int, model_name: str | None) -> int:
@@ -68,18 +69,42 @@ def _choose_image_size(requested: int | None, native: int, model_name: str | Non
     return requested
 
 
-def build_loaders(cfg: DataConfig, *, seed: int, device: torch.device, model_name: str | None = None) -> Loaders:
+def _split(cfg: DataConfig, labels, fingerprint: str, seed: int, parent: SplitRecord | None):
+    return choose_split(
+        labels,
+        dataset=cfg.dataset,
+        fingerprint=fingerprint,
+        seed=seed,
+        split_seed=cfg.split_seed,
+        val_fraction=cfg.val_fraction,
+        subset=cfg.subset,
+        parent=parent,
+    )
+
+
+def build_loaders(
+    cfg: DataConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    model_name: str | None = None,
+    parent_split: SplitRecord | None = None,
+) -> Loaders:
     """Split, store and batch the dataset ``cfg`` names, for training on ``device``.
 
     ``model_name`` lets the images be resized to the smallest input the model
     accepts (a ViT needs 224x224) when ``cfg.image_size`` is not set.
+    ``parent_split`` is the split of the run whose weights this run starts
+    from: on the same data it is reused, or a leaking split is refused
+    (``paramdoctor.data.lineage``).
     """
     if cfg.dataset == "imagefolder":
-        return _folder_loaders(cfg, seed=seed, device=device, model_name=model_name)
+        return _folder_loaders(cfg, seed=seed, device=device, model_name=model_name, parent_split=parent_split)
     arrays: ImageArrays = (
         load_digits_arrays() if cfg.dataset == "digits" else load_cifar_arrays(cfg.dataset, cfg.root, cfg.download)
     )
-    train_index, val_index = split_indices(arrays.labels, val_fraction=cfg.val_fraction, seed=seed, subset=cfg.subset)
+    fingerprint = fingerprint_arrays(arrays.images, arrays.labels)
+    train_index, val_index, record = _split(cfg, arrays.labels, fingerprint, seed, parent_split)
     image_size = _choose_image_size(cfg.image_size, arrays.images.shape[-1], model_name)
     train, val = build_in_memory_pair(
         arrays,
@@ -99,14 +124,18 @@ def build_loaders(cfg: DataConfig, *, seed: int, device: torch.device, model_nam
         image_size=image_size,
         dataset_name=cfg.dataset,
         class_names=arrays.class_names,
+        split=record,
     )
 
 
-def _folder_loaders(cfg: DataConfig, *, seed: int, device: torch.device, model_name: str | None) -> Loaders:
+def _folder_loaders(
+    cfg: DataConfig, *, seed: int, device: torch.device, model_name: str | None, parent_split: SplitRecord | None
+) -> Loaders:
     if not cfg.root:
         raise ConfigError("data.root is required for dataset imagefolder; set data.root=/path/to/folder")
     folder = open_image_folder(cfg.root)
-    train_index, val_index = split_indices(folder.targets, val_fraction=cfg.val_fraction, seed=seed, subset=cfg.subset)
+    fingerprint = fingerprint_files(folder.root, folder.samples)
+    train_index, val_index, record = _split(cfg, folder.targets, fingerprint, seed, parent_split)
     size = _choose_image_size(cfg.image_size, native_side(folder), model_name)
     padding = max(1, round(size / 8))  # CIFAR's 4 pixels at 32, kept in proportion
     loaders = [
@@ -128,4 +157,5 @@ def _folder_loaders(cfg: DataConfig, *, seed: int, device: torch.device, model_n
         image_size=size,
         dataset_name="imagefolder",
         class_names=list(folder.classes),
+        split=record,
     )

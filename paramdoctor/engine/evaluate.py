@@ -81,6 +81,7 @@ def diagnose(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     base_config: Mapping[str, Any] | None = None,
     disable: Iterable[str] = (),
+    now: float | None = None,
 ) -> Diagnosis:
     """Judge ``record`` with ``rules`` (the built-in ones when None) and prescribe the next config.
 
@@ -93,11 +94,29 @@ def diagnose(
     (:func:`paramdoctor.engine.eval_sets.views`); a finding that differs
     between sets is reported once per set, naming it (``Finding.eval_set``).
     A run without a readable validation curve is never healthy: the
-    diagnosis says what is missing (``Diagnosis.missing``).
+    diagnosis says what is missing (``Diagnosis.missing``). A RUNNING run
+    whose trainer stopped its heartbeat (``paramdoctor.liveness``; ``now`` is
+    the time to judge it at, unix seconds) is not judged at all: the
+    diagnosis says it was interrupted and how to resume it.
     """
+    import time
+
     from paramdoctor.engine.eval_sets import missing_validation, views
     from paramdoctor.engine.loader import load_rules
     from paramdoctor.engine.prescribe import prescribe
+    from paramdoctor.liveness import interruption
+
+    died = interruption(record.status, record.tags, time.time() if now is None else now, record.run_id)
+    if died:
+        return Diagnosis(
+            run_id=record.run_id,
+            run_name=record.run_name,
+            prescription=prescribe([], record, base_config),
+            summary=summarize(record),
+            source=record.source,
+            x_unit=record.x_unit,
+            interrupted=died,
+        )
 
     rules = load_rules() if rules is None else list(rules)
     judged = [(name, view, evaluate(view, rules, params, disable)) for name, view in views(record)]

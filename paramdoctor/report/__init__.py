@@ -19,8 +19,13 @@ strict: a non-finite number (a NaN loss, say) is written as the string
 ``status`` (string)
     ``"healthy"`` (no findings, exit code 0), ``"findings"`` (exit code 1) or
     ``"no_validation"`` (no finding, but no validation curve could be read, so
-    the run is not called healthy: exit code 3). Added in schema 1: the
-    ``no_validation`` value.
+    the run is not called healthy: exit code 3) or ``"interrupted"`` (a
+    RUNNING run whose trainer stopped its heartbeat: it died, and half a run
+    gets no verdict: exit code 4, no findings). Added in schema 1: the
+    ``no_validation`` and ``interrupted`` values.
+``interrupted`` (string or null)
+    With ``interrupted``: one sentence saying how long the heartbeat has been
+    silent and the command that resumes the run. Null otherwise.
 ``missing`` (string or null)
     With ``no_validation`` (and also beside findings): one sentence saying what
     could not be read, e.g. "no validation curve (val/loss, val/acc or another
@@ -79,7 +84,7 @@ strict: a non-finite number (a NaN loss, say) is written as the string
     change, e.g. ``0.3`` for "0.3x your learning rate"). Added in schema 1.
 
 With ``--experiment NAME`` and no RUN, ``--json`` prints one object
-``{"schema_version": 1, "experiment": NAME, "status": "healthy"|"findings"|"no_validation",
+``{"schema_version": 1, "experiment": NAME, "status": "healthy"|"findings"|"no_validation"|"interrupted",
 "runs": [<one object as above per run, newest first>]}``.
 """
 

@@ -23,7 +23,9 @@ def ordered_findings(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def verdict(diag: Diagnosis) -> str:
-    """``HEALTHY``, ``2 findings (1 error, 1 warning)`` or ``NO VALIDATION CURVE``."""
+    """``HEALTHY``, ``2 findings (1 error, 1 warning)``, ``NO VALIDATION CURVE`` or ``INTERRUPTED``."""
+    if diag.interrupted:
+        return "INTERRUPTED (not judged)"
     if not diag.findings:
         return "NO VALIDATION CURVE" if diag.missing else "HEALTHY"
     counts = {s: sum(1 for f in diag.findings if f.severity == s) for s in SEVERITIES}

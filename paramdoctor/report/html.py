@@ -56,7 +56,9 @@ def diagnosis_html(
     ]
     if diag.source != "paramdoctor":
         parts.append(f'<p class="dim">curves from {e(diag.source)}</p>')
-    if diag.missing and not diag.findings:
+    if diag.interrupted:
+        parts.append(f"<p><b>Interrupted:</b> {e(diag.interrupted)}</p>")
+    if diag.missing and not diag.findings and not diag.interrupted:
         parts.append(f"<p><b>Missing:</b> {e(diag.missing)}</p>")
     if diag.eval_sets:
         parts.append(f'<p class="dim">evaluation sets judged: {e(", ".join(diag.eval_sets))}</p>')

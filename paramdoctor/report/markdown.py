@@ -1,6 +1,16 @@
-"""The diagnosis as Markdown (``diagnosis.md``): the terminal report's content, for files and the MLflow UI."""
+"""The diagnosis as Markdown (``diagnosis.md``): the terminal report's content, for files and the MLflow UI.
+
+Run names, experiments, evidence and notes come from the run and from rule
+files, so every string embedded in the document goes through :func:`_md`:
+it stays on its line and inside its table cell, and renders as the text it
+is (no HTML, links, emphasis or headings of its own). The next config needs
+no escaping in its fenced block: block-style YAML indents every value of a
+section, so no line of it can close the fence.
+"""
 
 from __future__ import annotations
+
+import re
 
 from paramdoctor.config import dump_yaml
 from paramdoctor.diagnosis import Diagnosis
@@ -23,9 +33,11 @@ def diagnosis_markdown(
 ) -> str:
     """Markdown text; ``curves_image`` is a relative link to the curves PNG, shown when given."""
     out: list[str] = [f"# Diagnosis: {_md(run_label(diag))}", ""]
-    out.append(f"**{verdict(diag)}**" + ("" if diag.source == "paramdoctor" else f" (curves from {_md(diag.source)})"))
+    out.append(f"**{_md(verdict(diag))}**" + ("" if diag.source == "paramdoctor" else f" (curves from {_md(diag.source)})"))
     out.append("")
-    if diag.missing and not diag.findings:
+    if diag.interrupted:
+        out += [_md(diag.interrupted), ""]
+    if diag.missing and not diag.findings and not diag.interrupted:
         out += [f"Missing: {_md(diag.missing)}", ""]
     if diag.eval_sets:
         out += [f"Evaluation sets judged: {_md(', '.join(diag.eval_sets))}", ""]
@@ -38,12 +50,12 @@ def diagnosis_markdown(
         out += ["## Findings", ""]
     for number, f in enumerate(ordered_findings(diag.findings), start=1):
         where = f" {_md(finding_heading(f))}" if f.eval_set else ""
-        out.append(f"### {number}. {f.code} {_md(f.slug)} ({f.severity}, {f.category}){where}")
+        out.append(f"### {number}. {_md(f.code)} {_md(f.slug)} ({_md(f.severity)}, {_md(f.category)}){where}")
         out.append("")
         out.append(f"**{_md(f.title)}**")
         out.append("")
         onset = onset_text(f)
-        since = f" (from {onset})" if onset and onset not in f.evidence.message else ""
+        since = f" (from {_md(onset)})" if onset and onset not in f.evidence.message else ""
         out.append(f"- **Evidence:** {_md(f.evidence.message)}{since}")
         if f.why:
             out.append(f"- **Why it matters:** {_md(f.why)}")
@@ -52,14 +64,14 @@ def diagnosis_markdown(
         out.append("")
     if diag.skipped:
         out += ["## Could not judge", ""]
-        out += [f"- {s.code} {_md(s.slug)}: {_md(s.reason)}" for s in diag.skipped]
+        out += [f"- {_md(s.code)} {_md(s.slug)}: {_md(s.reason)}" for s in diag.skipped]
         out.append("")
     rx = diag.prescription
     out += ["## Prescription", ""]
     if rx.changes:
         out += ["| key | now | next | why | rule |", "|---|---|---|---|---|"]
         out += [
-            f"| `{c.key}` | {_md(fmt_value(c.old))} | **{_md(fmt_value(c.new))}** | {_md(c.reason + (f' ({c.note})' if c.note else ''))} | {c.rule} |"
+            f"| `{_code(c.key)}` | {_md(fmt_value(c.old))} | **{_md(fmt_value(c.new))}** | {_md(c.reason + (f' ({c.note})' if c.note else ''))} | {_md(c.rule)} |"
             for c in rx.changes
         ]
         out.append("")
@@ -73,16 +85,27 @@ def diagnosis_markdown(
         out += [f"| `{_code(key)}` | {_md(now)} | **{_md(new)}** | {_md(note)} |" for key, now, new, note in tool_rows(rx.tool)]
         out.append("")
     if rx.next_config:
-        out += [f"Next config (`{next_config_name}`):", "", "```yaml", dump_yaml(rx.next_config).rstrip(), "```", ""]
+        out += [f"Next config (`{_code(next_config_name)}`):", "", "```yaml", dump_yaml(rx.next_config).rstrip(), "```", ""]
         out += ["Train it:", "", "```sh", TRAIN_HINT.format(path=next_config_name), "```", ""]
     return "\n".join(out)
 
 
 def _code(text: str) -> str:
     """Text inside a backtick span in a table cell: only the pipe and backticks need care."""
-    return str(text).replace("|", "\\|").replace("`", "'").replace("\n", " ")
+    return _LINE_BREAK.sub(" ", str(text)).replace("|", "\\|").replace("`", "'")
 
 
-def _md(text: str) -> str:
-    """Text that cannot break a table row or start unintended formatting."""
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("*", "\\*").replace("_", "\\_") if text else ""
+# Inline Markdown syntax (code spans, emphasis, links, images, strikethrough, table
+# cells, heading closers, escapes): backslash-escaped. HTML: written as entities.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
+_HTML_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_LINE_BREAK = re.compile(r"\r\n|[\r\n\x0b\x0c\x85\u2028\u2029]")
+
+
+def _md(text: object) -> str:
+    """User-controlled text as Markdown that renders literally, on one line, without breaking a table row."""
+    if text is None or text == "":
+        return ""
+    text = _LINE_BREAK.sub(" ", str(text))
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return "".join(_HTML_SPECIAL.get(ch, ch) for ch in text)

@@ -73,7 +73,9 @@ def _header(diag: Diagnosis, console: Console, notes: Iterable[str]) -> None:
     console.print(title)
     for note in notes:
         console.print(f"[dim]note: {escape(note)}[/]")
-    if diag.findings:
+    if diag.interrupted:
+        line = Text.assemble(("INTERRUPTED", "bold magenta"), " ", ("not judged: the trainer died mid-run", "magenta"))
+    elif diag.findings:
         serious = any(f.severity in ("critical", "error") for f in diag.findings)
         line = Text(verdict(diag), style="bold red" if serious else "bold yellow")
     elif diag.missing:
@@ -84,7 +86,9 @@ def _header(diag: Diagnosis, console: Console, notes: Iterable[str]) -> None:
         n = len(diag.skipped)
         line.append(f"  ({n} rule{'s' if n != 1 else ''} could not judge)", style="dim")
     console.print(line)
-    if diag.missing and not diag.findings:
+    if diag.interrupted:
+        console.print(Text(diag.interrupted, style="magenta"))
+    if diag.missing and not diag.findings and not diag.interrupted:
         console.print(Text(f"missing: {diag.missing}", style="magenta"))
     if diag.eval_sets:
         console.print(Text(f"evaluation sets judged: {', '.join(diag.eval_sets)}", style="dim"))

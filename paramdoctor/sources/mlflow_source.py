@@ -75,6 +75,10 @@ def open_client(uri: str | None = None) -> "MlflowClient":
         )
     from mlflow.tracking import MlflowClient
 
+    from paramdoctor.tracking.store import prepare_store
+
+    prepare_store(uri, create=False)  # repairs a store left half-made; never creates one
+
     return MlflowClient(tracking_uri=uri)
 
 

@@ -6,5 +6,6 @@ later treat/ablate/tune); it knows nothing of the terminal.
 
 from paramdoctor.training.early_stopping import EarlyStopping
 from paramdoctor.training.fit import FitListener, FitResult, fit
+from paramdoctor.training.resume import resume
 
-__all__ = ["EarlyStopping", "FitListener", "FitResult", "fit"]
+__all__ = ["EarlyStopping", "FitListener", "FitResult", "fit", "resume"]

@@ -6,6 +6,12 @@ and AMP, evaluate, early-stop; finally restore the best weights and log the
 checkpoint. Everything the doctor needs is recorded through the public hooks
 API (``paramdoctor.hooks``), exactly as a user's own loop would record it.
 
+Every epoch ends with the metrics stored (or spooled) and then ``last.pt``
+written atomically (``paramdoctor.training.checkpoint``), in that order: a
+run killed at any moment, even by SIGKILL, can be resumed from its last
+complete epoch (``resume``), and the replayed part of an epoch logs no
+duplicate step (the tracking layer drops steps the run already holds).
+
 Bad input (config, data, weights) fails before any MLflow run exists, so there
 is never a half-written run.
 """
@@ -18,10 +24,10 @@ import random
 import secrets
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +37,7 @@ from torch import nn
 from paramdoctor import __version__, keys
 from paramdoctor.config import TrainConfig, dump_yaml, flatten, to_tree
 from paramdoctor.errors import InputError
+from paramdoctor.training.checkpoint import CheckpointDir, cpu_state_dict, rng_state, set_rng_state
 from paramdoctor.training.early_stopping import EarlyStopping
 from paramdoctor.training.optim import build_optimizer
 from paramdoctor.training.schedule import build_scheduler
@@ -57,6 +64,11 @@ class FitResult:
     duration_s: float
     history: list[dict[str, float]] = field(default_factory=list)
     failure: str | None = None
+    experiment_id: str | None = None
+    tracking_uri: str | None = None
+    checkpoint_dir: str | None = None  # where last.pt and best.pt are (train --resume)
+    resumed_from_epoch: int | None = None  # the last complete epoch this process started from
+    spooled: int = 0  # metric points still on local disk because the tracking server was away (paramdoctor sync)
 
 
 class FitListener(Protocol):
@@ -177,13 +189,21 @@ def fit(
     listener: FitListener | None = None,
     parent_run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
+    resume_from: ResumePoint | None = None,
+    on_tracking_event: Callable[[Any], None] | None = None,
 ) -> FitResult:
     """Train ``config`` and record it as one MLflow run. Returns the run's outcome.
 
     A non-finite loss ends the run early with status FAILED and stop reason
     ``nonfinite_loss``: a diverged run is still a complete specimen for the doctor.
+    ``resume_from`` (see :func:`paramdoctor.training.resume.resume`) continues
+    an interrupted run in the same MLflow run from its last complete epoch.
+    ``on_tracking_event`` hears, once each, that the tracking server went away
+    or came back (``paramdoctor.tracking.sink.TrackingEvent``); by default
+    those lines go to the log.
     """
     from paramdoctor.data import build_loaders
+    from paramdoctor.data.lineage import split_of_weights
     from paramdoctor.hooks import NonFiniteLossError, TrainingMonitor
     from paramdoctor.models import build_model
     from paramdoctor.tracking import start_run
@@ -198,9 +218,22 @@ def fit(
     seed_everything(config.seed)
     device = resolve_device(config.trainer.device)
     amp_dtype = resolve_precision(config.trainer.precision, device)
-    loaders = build_loaders(config.data, seed=config.seed, device=device, model_name=config.model.name)
+    if resume_from is None:
+        data_cfg, model_cfg = config.data, config.model
+        parent_split = split_of_weights(config.model.weights)
+    else:
+        # the same split as before, without asking where the first weights came from again
+        data_cfg = config.data.model_copy(update={"split_seed": resume_from.split.seed})
+        model_cfg = config.model.model_copy(update={"weights": None})
+        parent_split = None
+    loaders = build_loaders(data_cfg, seed=config.seed, device=device, model_name=config.model.name, parent_split=parent_split)
+    if resume_from is not None and loaders.split != resume_from.split:
+        raise InputError(
+            f"cannot resume run {resume_from.run_id}: its data changed since it started "
+            f"(split {resume_from.split.to_json()}, now {loaders.split.to_json() if loaders.split else None}); start a new run"
+        )
     bundle = build_model(
-        config.model, num_classes=loaders.num_classes, in_channels=loaders.in_channels, image_size=loaders.image_size
+        model_cfg, num_classes=loaders.num_classes, in_channels=loaders.in_channels, image_size=loaders.image_size
     )
     model = bundle.model.to(device)
     if config.model.batchnorm_momentum is not None:
@@ -224,6 +257,7 @@ def fit(
     es_cfg = config.early_stopping
     stopper = EarlyStopping(monitor=es_cfg.monitor, mode=es_cfg.mode, patience=es_cfg.patience, min_delta=es_cfg.min_delta)
     tree = to_tree(config)
+    split_json = loaders.split.to_json() if loaders.split else None
     tags = {
         keys.TAG_VERSION: __version__,
         keys.TAG_DATASET: loaders.dataset_name,
@@ -237,6 +271,8 @@ def fit(
         keys.TAG_TRAIN_SAMPLES: str(loaders.train.num_samples),
         **(extra_tags or {}),
     }
+    if split_json:
+        tags[keys.TAG_SPLIT] = split_json
     if getattr(bundle, "weights_report", None):
         tags["paramdoctor.weights"] = str(config.model.weights)
     params = {k: ("null" if v is None else v) for k, v in flatten(tree).items()}
@@ -244,20 +280,51 @@ def fit(
     history: list[dict[str, float]] = []
     best_state: dict[str, torch.Tensor] | None = None
     stop_reason = STOP_MAX_EPOCHS
-    epoch = 0
+    first_epoch = 1
+    frozen = config.model.freeze_backbone_epochs > 0
+    if resume_from is not None:
+        state = resume_from.state
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        stopper.load_state_dict(state["early_stopping"])
+        history = [dict(row) for row in state["history"]]
+        first_epoch = int(state["epoch"]) + 1
+        if es_cfg.restore_best_weights:
+            best_state = state.get("best_model")
+            if best_state is None and stopper.best_epoch == state["epoch"]:
+                best_state = cpu_state_dict(model)  # the last epoch was the best: saved once, as the model
+        frozen = frozen and first_epoch <= config.model.freeze_backbone_epochs
+    epoch = first_epoch - 1
     failure: str | None = None
     status = "FINISHED"
+    checkpoints: CheckpointDir | None = None
 
+    stack = ExitStack()
+    if resume_from is not None:
+        # taken before the run is reopened: a trainer still at work on it keeps it, untouched
+        checkpoints = CheckpointDir(resume_from.checkpoint_root, resume_from.run_id)
+        stack.callback(CheckpointDir.unlock, checkpoints.lock())
     try:
-        with start_run(
+        with stack, start_run(
             experiment=config.experiment.name,
             run_name=run_name,
             params=params,
             tags=tags,
-            artifacts_text={"config.yaml": dump_yaml(tree)},
+            artifacts_text={"config.yaml": dump_yaml(tree)} if resume_from is None else None,
             parent_run_id=parent_run_id,
             flush_every_s=config.trainer.flush_every_s,
+            heartbeat_every_s=config.trainer.heartbeat_every_s,
+            resume_run_id=None if resume_from is None else resume_from.run_id,
+            on_tracking_event=on_tracking_event,
         ) as run:
+            if resume_from is None:
+                checkpoints = CheckpointDir(config.trainer.checkpoint_dir, run.run_id)
+                # held until the run is closed or this process dies: liveness on this machine
+                stack.callback(CheckpointDir.unlock, checkpoints.lock())
+                run.set_tags({keys.TAG_CHECKPOINT_DIR: str(checkpoints.path)})
             monitor = TrainingMonitor(
                 optimizer,
                 run.sink,
@@ -271,13 +338,40 @@ def fit(
             listener.on_fit_start(
                 total_epochs=config.trainer.max_epochs, steps_per_epoch=steps_per_epoch, run_id=run.run_id, device=str(device)
             )
-            monitor.before_fit()
-            frozen = config.model.freeze_backbone_epochs > 0
+            if resume_from is None:
+                monitor.before_fit()
+            else:
+                monitor.load_state_dict(resume_from.state["monitor"])
+                # last: the RNG streams continue exactly where the checkpoint left them
+                set_rng_state(resume_from.state["rng"])
             if frozen:
                 _set_backbone_trainable(bundle.param_groups, False)
 
+            def save_checkpoint(epoch: int, improved: bool) -> None:
+                """Metrics first, then the checkpoint: a checkpoint never runs ahead of what the run holds."""
+                run.flush()
+                current = cpu_state_dict(model)
+                if improved:
+                    checkpoints.save_best(current, epoch=epoch, split=_split_dict(loaders))
+                checkpoints.save_last(
+                    {
+                        "epoch": epoch,
+                        "model": current,
+                        "best_model": None if improved or best_state is None else best_state,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                        "early_stopping": stopper.state_dict(),
+                        "monitor": monitor.state_dict(),
+                        "rng": rng_state(),
+                        "history": history,
+                        "split": _split_dict(loaders),
+                        "config": tree,
+                    }
+                )
+
             try:
-                for epoch in range(1, config.trainer.max_epochs + 1):
+                for epoch in range(first_epoch, config.trainer.max_epochs + 1):
                     t_epoch = time.perf_counter()
                     if frozen and epoch > config.model.freeze_backbone_epochs:
                         _set_backbone_trainable(bundle.param_groups, True)
@@ -343,20 +437,21 @@ def fit(
                     # -- early stopping: keep the best weights, stop when patience runs out
                     improved = stopper.update(epoch, metrics[es_cfg.monitor])
                     if improved and es_cfg.restore_best_weights:
-                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                        best_state = cpu_state_dict(model)
                     listener.on_epoch_end(epoch=epoch, metrics=metrics, improved=improved)
                     if config.trainer.stop_on_nonfinite and not math.isfinite(train_loss):
                         raise NonFiniteLossError(f"train/loss is {train_loss} at epoch {epoch}")
+                    save_checkpoint(epoch, improved)
                     if es_cfg.enabled and stopper.should_stop:
                         stop_reason = STOP_EARLY
                         break
             except NonFiniteLossError as exc:
                 stop_reason, status, failure = STOP_NONFINITE, "FAILED", str(exc)
             except KeyboardInterrupt:
-                _finish(run, model, best_state, stopper, STOP_INTERRUPTED, es_cfg.restore_best_weights)
+                _finish(run, model, best_state, stopper, STOP_INTERRUPTED, es_cfg.restore_best_weights, loaders, history)
                 raise
 
-            _finish(run, model, best_state, stopper, stop_reason, es_cfg.restore_best_weights)
+            _finish(run, model, best_state, stopper, stop_reason, es_cfg.restore_best_weights, loaders, history)
             monitor.after_fit()
             if failure:
                 # leaving the run through an exception marks it FAILED with this reason
@@ -377,21 +472,46 @@ def fit(
         duration_s=time.perf_counter() - t_start,
         history=history,
         failure=failure,
+        experiment_id=run.experiment_id,
+        tracking_uri=run.tracking_uri,
+        checkpoint_dir=str(checkpoints.path) if checkpoints else None,
+        resumed_from_epoch=None if resume_from is None else first_epoch - 1,
+        spooled=int(getattr(run, "spooled", 0) or 0),
     )
 
 
-def _finish(run, model: nn.Module, best_state, stopper: EarlyStopping, stop_reason: str, restore: bool) -> None:
+@dataclass(frozen=True)
+class ResumePoint:
+    """An interrupted run and the state its ``last.pt`` holds."""
+
+    run_id: str
+    state: dict[str, Any]
+    split: Any  # paramdoctor.data.lineage.SplitRecord
+    checkpoint_root: str  # the run's checkpoints are in CHECKPOINT_ROOT/<run_id>/
+
+
+def _split_dict(loaders) -> dict | None:
+    from dataclasses import asdict
+
+    return asdict(loaders.split) if loaders.split is not None else None
+
+
+def _finish(
+    run, model: nn.Module, best_state, stopper: EarlyStopping, stop_reason: str, restore: bool, loaders, history: list
+) -> None:
     """Restore the best weights, log the checkpoint, the summary metrics and the stop reason."""
     if restore and best_state is not None:
         model.load_state_dict(best_state)
-    state = best_state if best_state is not None else {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = best_state if best_state is not None else cpu_state_dict(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "best.pt"
-        torch.save(copy.copy(state), path)
+        # the split travels with the weights: a run that starts from them must not validate on their training samples
+        torch.save({"model": copy.copy(state), "split": _split_dict(loaders)}, path)
         run.log_artifact(str(path), artifact_path="checkpoints")
     summary = {}
     if stopper.best_epoch is not None:
         summary = {keys.BEST_EPOCH: float(stopper.best_epoch), keys.BEST_VALUE: float(stopper.best)}
     if summary:
-        run.log_metrics(summary, step=0)
+        # at the last complete epoch: "the best so far" when a run stopped and later resumed logs it again
+        run.log_metrics(summary, step=int(history[-1]["epoch"]) if history else 0)
     run.set_tags({keys.TAG_STOP_REASON: stop_reason})

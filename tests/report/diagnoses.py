@@ -114,16 +114,23 @@ def _check_finding(f: dict) -> None:
 def check_diagnosis_shape(data: dict) -> None:
     """The documented shape (paramdoctor/report/__init__.py), field by field."""
     assert set(data) == {
-        "schema_version", "run_id", "run_name", "status", "missing", "eval_sets", "source", "x_unit",
+        "schema_version", "run_id", "run_name", "status", "missing", "interrupted", "eval_sets", "source", "x_unit",
         "summary", "findings", "skipped", "prescription",
     }
     assert data["schema_version"] == 1
     assert data["run_id"] is None or isinstance(data["run_id"], str)
     assert data["run_name"] is None or isinstance(data["run_name"], str)
-    assert data["status"] in ("healthy", "findings", "no_validation")
+    assert data["status"] in ("healthy", "findings", "no_validation", "interrupted")
     assert data["missing"] is None or isinstance(data["missing"], str)
+    assert data["interrupted"] is None or isinstance(data["interrupted"], str)
     assert isinstance(data["eval_sets"], list) and all(isinstance(n, str) for n in data["eval_sets"])
-    expected = "findings" if data["findings"] else ("no_validation" if data["missing"] else "healthy")
+    expected = (
+        "interrupted"
+        if data["interrupted"]
+        else "findings"
+        if data["findings"]
+        else ("no_validation" if data["missing"] else "healthy")
+    )
     assert data["status"] == expected
     assert isinstance(data["source"], str) and data["x_unit"] in ("epoch", "step")
     assert isinstance(data["summary"], dict)

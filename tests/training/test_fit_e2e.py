@@ -36,7 +36,9 @@ def _history(client, run_id, key):
 
 def _checkpoint(client, run_id, tmp_path):
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt", dst_path=str(tmp_path))
-    return torch.load(path, weights_only=True)
+    saved = torch.load(path, weights_only=True)
+    assert set(saved) == {"model", "split"}  # the weights travel with the split they were trained on
+    return saved["model"]
 
 
 def test_a_short_run_records_every_curve_param_tag_and_artifact(store):
