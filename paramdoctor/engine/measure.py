@@ -662,8 +662,14 @@ def _aligned(record: RunRecord, a: str, b: str) -> tuple[Series, Series]:
 
 def _on(s: Series, xs: np.ndarray) -> np.ndarray:
     """The values of ``s`` at positions ``xs`` (the last value logged at each; NaN where absent)."""
-    lookup = {float(x): float(v) for x, v in zip(s.steps, s.values)}
-    return np.asarray([lookup.get(float(x), math.nan) for x in xs], dtype=float)
+    xs = np.asarray(xs, dtype=float)
+    out = np.full(xs.shape, math.nan)
+    if s.steps.size == 0:
+        return out
+    at = np.searchsorted(s.steps, xs, side="right") - 1  # the last position at or before x (steps are sorted)
+    hit = (at >= 0) & (s.steps[np.maximum(at, 0)] == xs)
+    out[hit] = s.values[at[hit]]
+    return out
 
 
 _LOSSES = (keys.STEP_LOSS, keys.TRAIN_LOSS)

@@ -229,7 +229,7 @@ def _csv_format(table: CsvTable) -> ImportedFormat:
         if any(n.startswith(("metrics/", "lr/pg")) for n in names):
             return ImportedFormat.ULTRALYTICS_CSV
     if "epoch" in names and "step" in names and any(generic_role(n) for n in names):
-        sparse = any(len(cells) < len(table.header) or "" in cells for _, cells in table.rows)
+        sparse = bool((table.widths < len(table.header)).any()) or not all(col.present.all() for col in table.columns)
         if sparse or any(_LIGHTNING_NAME.search(n) for n in names):
             return ImportedFormat.LIGHTNING_CSV
     if timm.looks_like(table.header):

@@ -27,7 +27,9 @@ from paramdoctor.importers.names import (
     COUNTER_KEYS, EPOCH_COLUMNS, STEP_COLUMNS, table_role, with_bare_splits, with_train_twins,
 )
 from paramdoctor.importers.reading import CsvTable, printable
-from paramdoctor.importers.rows import csv_objects, roles_for, row_from, without_worded_guesses
+from paramdoctor.importers.rows import (
+    csv_columns, csv_objects, roles_for, row_from, without_worded_columns, without_worded_guesses,
+)
 from paramdoctor.importers.table import ParsedLog
 
 _PHASE_COLUMNS = ("phase", "split", "mode", "subset", "partition")
@@ -36,7 +38,18 @@ _PHASES = {"train": "train", "training": "train", "val": "val", "valid": "val", 
 
 
 def parse_csv(path: Path, table: CsvTable, mapping: dict[str, str] | None) -> ParsedLog:
-    return _parse(path, "csv", table.header, csv_objects(table.header, table.rows), mapping, set(table.restarts))
+    """A CSV log, read column by column; a long-form one (a phase column) row by row, as JSON lines are."""
+    by_lower = _by_lower(table.header)
+    if _phase_column(by_lower, _csv_phases(table, by_lower)) is not None:
+        objects = csv_objects(table.header, table.rows)
+        return _parse(path, "csv", table.header, objects, mapping, set(table.restarts))
+    step_col, epoch_col, mapping = _counters(path, table.header, by_lower, mapping)
+    counters = {step_col, epoch_col} - {None}
+    names = [c for c in dict.fromkeys(table.header) if c not in counters]
+    roles = without_worded_columns(roles_for(names, _role_function(names, mapping), mapping, path), table)
+    columns = csv_columns(table, roles, (step_col, epoch_col), path)
+    shown = [c for c in dict.fromkeys(table.header) if c.strip()]
+    return ParsedLog("csv", columns, roles, step_col=step_col, epoch_col=epoch_col, restarts=set(table.restarts), columns=shown)
 
 
 def parse_objects(path: Path, objects: list[tuple[int, dict[str, Any]]], mapping: dict[str, str] | None) -> ParsedLog:
@@ -44,17 +57,17 @@ def parse_objects(path: Path, objects: list[tuple[int, dict[str, Any]]], mapping
     return _parse(path, "jsonl", columns, objects, mapping, set())
 
 
-def _parse(
-    path: Path,
-    tool: str,
-    columns: list[str],
-    objects: list[tuple[int, dict[str, Any]]],
-    mapping: dict[str, str] | None,
-    restarts: set[int],
-) -> ParsedLog:
+def _by_lower(columns: list[str]) -> dict[str, str]:
     by_lower: dict[str, str] = {}
     for column in columns:
         by_lower.setdefault(column.strip().lower(), column)
+    return by_lower
+
+
+def _counters(
+    path: Path, columns: list[str], by_lower: dict[str, str], mapping: dict[str, str] | None
+) -> tuple[str | None, str | None, dict[str, str] | None]:
+    """(step column, epoch column, the mapping less ``step=``/``epoch=``)."""
     named = {key: col for key, col in (mapping or {}).items() if key in COUNTER_KEYS}  # --map step=COLUMN
     mapping = {key: col for key, col in (mapping or {}).items() if key not in COUNTER_KEYS} or None
     for key, col in named.items():
@@ -65,26 +78,52 @@ def _parse(
     epoch_col = named.get("epoch") or next((by_lower[c] for c in EPOCH_COLUMNS if c in by_lower), None)
     if step_col is not None and step_col == epoch_col:  # one column is one counter: the one --map named
         step_col, epoch_col = (None, epoch_col) if "epoch" in named and "step" not in named else (step_col, None)
+    return step_col, epoch_col, mapping
+
+
+def _role_function(names: list[str], mapping: dict[str, str] | None):
+    return with_bare_splits(with_train_twins(with_eval_sets(table_role, names), names), names, mapping)
+
+
+def _parse(
+    path: Path,
+    tool: str,
+    columns: list[str],
+    objects: list[tuple[int, dict[str, Any]]],
+    mapping: dict[str, str] | None,
+    restarts: set[int],
+) -> ParsedLog:
+    by_lower = _by_lower(columns)
+    step_col, epoch_col, mapping = _counters(path, columns, by_lower, mapping)
     counters = {step_col, epoch_col} - {None}
-    phase_col = _phase_column(by_lower, objects)
+    phase_col = _phase_column(by_lower, [obj for _, obj in objects])
     if phase_col is not None:
         objects = [(line, _by_phase(obj, phase_col, counters)) for line, obj in objects]
         columns = [k for _, obj in objects for k in obj]
     names = [c for c in dict.fromkeys(columns) if c not in counters]
-    role_of = with_bare_splits(with_train_twins(with_eval_sets(table_role, names), names), names, mapping)
-    roles = without_worded_guesses(roles_for(names, role_of, mapping, path), objects)
+    roles = without_worded_guesses(roles_for(names, _role_function(names, mapping), mapping, path), objects)
     rows = [row_from(obj, roles, (step_col, epoch_col), line, f"line {line}", path) for line, obj in objects]
     shown = [c for c in dict.fromkeys(columns) if c.strip()]
     return ParsedLog(tool, rows, roles, step_col=step_col, epoch_col=epoch_col, restarts=restarts, columns=shown)
 
 
-def _phase_column(by_lower: dict[str, str], objects: list[tuple[int, dict[str, Any]]]) -> str | None:
+def _csv_phases(table: CsvTable, by_lower: dict[str, str]) -> list[dict[str, Any]]:
+    """For :func:`_phase_column`: the rows of a CSV table as their candidate phase cells only (text, or None when empty)."""
+    wanted = [by_lower[name] for name in _PHASE_COLUMNS if name in by_lower]
+    found = {name: table.column(name) for name in wanted}
+    cells = {name: col for name, col in found.items() if col is not None and col.present.all() and len(col.words) == len(table)}
+    if not cells:  # a phase column holds a split name on every row: no candidate here
+        return [{}] * len(table) if len(table) else []
+    return [{name: col.words[i] for name, col in cells.items()} for i in range(len(table))]
+
+
+def _phase_column(by_lower: dict[str, str], objects: list[dict[str, Any]]) -> str | None:
     """The column saying which split each row measured: on every row, only split names, training and another."""
     for name in _PHASE_COLUMNS:
         column = by_lower.get(name)
         if column is None or not objects:
             continue
-        values = [obj.get(column) for _, obj in objects]
+        values = [obj.get(column) for obj in objects]
         if not all(isinstance(v, str) for v in values):
             continue
         phases = {_PHASES.get(v.strip().lower()) for v in values}  # type: ignore[union-attr]

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from paramdoctor.errors import InputError
 from paramdoctor.importers.names import table_role, with_train_twins
 from paramdoctor.importers.reading import CsvTable
-from paramdoctor.importers.rows import csv_objects, roles_for, row_from, without_worded_guesses
+from paramdoctor.importers.rows import csv_columns, roles_for, row_from, without_worded_columns, without_worded_guesses
 from paramdoctor.importers.table import INDEX0, ParsedLog
 
 _EPOCH = "epoch"
@@ -31,9 +31,8 @@ def looks_like_history(data: dict[str, Any]) -> bool:
 
 
 def parse_csv(path: Path, table: CsvTable, mapping: dict[str, str] | None) -> ParsedLog:
-    objects = csv_objects(table.header, table.rows)
-    roles = without_worded_guesses(roles_for(table.header, role_function(table.header), mapping, path), objects)
-    rows = [row_from(obj, roles, (_EPOCH,), line, f"line {line}", path) for line, obj in objects]
+    roles = without_worded_columns(roles_for(table.header, role_function(table.header), mapping, path), table)
+    rows = csv_columns(table, roles, (_EPOCH,), path)
     return ParsedLog(
         "keras", rows, roles, epoch_col=_EPOCH, epoch_kind=INDEX0, restarts=set(table.restarts),
         columns=[c for c in table.header if c],

@@ -21,16 +21,15 @@ from paramdoctor.importers.eval_sets import with_eval_sets
 from paramdoctor.importers.names import table_role
 from paramdoctor.importers.reading import CsvTable
 from paramdoctor.importers.rows import (
-    csv_objects, read_sidecar_yaml, roles_for, row_from, scalar_config, scalar_params, without_worded_guesses,
+    csv_columns, read_sidecar_yaml, roles_for, scalar_config, scalar_params, without_worded_columns,
 )
 from paramdoctor.importers.table import INDEX0, ParsedLog
 
 
 def parse(path: Path, table: CsvTable, mapping: dict[str, str] | None) -> ParsedLog:
-    objects = csv_objects(table.header, table.rows)
     roles = roles_for(table.header, with_eval_sets(table_role, table.header), mapping, path)
-    roles = without_worded_guesses(roles, objects)
-    rows = [row_from(obj, roles, ("step", "epoch"), line, f"line {line}", path) for line, obj in objects]
+    roles = without_worded_columns(roles, table)
+    rows = csv_columns(table, roles, ("step", "epoch"), path)
     hparams = read_sidecar_yaml(path.parent / "hparams.yaml")
     meta = {}
     if isinstance(hparams.get("max_epochs"), int):

@@ -1,9 +1,12 @@
-"""Turn parsed JSON objects or CSV cells into :class:`~paramdoctor.importers.table.Row` values.
+"""Turn parsed JSON objects into :class:`~paramdoctor.importers.table.Row` values, CSV tables into columns.
 
 A column with a known role (or one the user mapped) must hold numbers: a word
 there is an error naming the file, the line and the column. Columns nobody
 asked for are skipped, so a timestamp or a run name in a log never gets in
-the way.
+the way. A CSV table, already numbers column by column, becomes
+:class:`~paramdoctor.importers.table.Columns` without a Python object per row
+(:func:`csv_columns`), with the same values and the same first error as
+:func:`row_from` on each row would give.
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import yaml
+import numpy as np
 
-from paramdoctor.errors import InputError
+from paramdoctor.errors import InputError, ParamDoctorError
 from paramdoctor.importers.names import Role, mapped_role
-from paramdoctor.importers.reading import NotANumber, printable, read_text, to_counter, to_number
-from paramdoctor.importers.table import Row
+from paramdoctor.importers.reading import CsvTable, NotANumber, printable, read_text, to_counter, to_number
+from paramdoctor.importers.table import Columns, Row
 
 RoleOf = Callable[[str], "Role | None"]
 MAX_PARAM_CHARS = 500
@@ -114,14 +117,64 @@ def read_sidecar_yaml(path: Path) -> dict[str, Any]:
 
     The settings are a bonus: a missing or odd file never stops the curves from being read.
     """
+    from paramdoctor.config.loading import load_yaml_text
+
     if not path.is_file():
         return {}
     try:
         text = read_text(path, limit=SIDECAR_BYTES)
-        data = yaml.safe_load(text)
-    except (InputError, yaml.YAMLError, RecursionError, ValueError):
+        data = load_yaml_text(text, str(path))
+    except (ParamDoctorError, RecursionError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def without_worded_columns(roles: dict[str, Role], table: CsvTable) -> dict[str, Role]:
+    """:func:`without_worded_guesses` for a CSV table: a guessed column holding a word anywhere is left out."""
+    worded = set()
+    for col, role in roles.items():
+        found = table.column(col) if role.guessed else None
+        if found is not None and found.words:
+            worded.add(col)
+    return {col: role for col, role in roles.items() if col not in worded}
+
+
+def csv_columns(table: CsvTable, roles: dict[str, Role], counters: tuple[str | None, ...], path: Path) -> Columns:
+    """The counters (step, epoch) and role columns of a CSV table as numbers: :func:`row_from` on every row, at once.
+
+    A word in one of them, or a counter that is not a finite number of
+    sensible size, is the InputError ``row_from`` raises at its first
+    occurrence (by line, then column).
+    """
+    values: dict[str, np.ndarray] = {}
+    present: dict[str, np.ndarray] = {}
+    first_bad: tuple[int, int, str, str, bool] | None = None  # row, header position, column, text, is_counter
+    for col in dict.fromkeys(table.header):
+        if not col:
+            continue
+        is_counter = col in counters
+        if not is_counter and col not in roles:
+            continue
+        found = table.column(col)
+        if found is None:
+            continue
+        values[col], present[col] = found.values, found.present
+        bad = {**found.words, **found.odd} if is_counter else found.words
+        if bad:
+            row = min(bad)
+            candidate = (row, table.header.index(col), col, bad[row], is_counter)
+            if first_bad is None or candidate[:2] < first_bad[:2]:
+                first_bad = candidate
+    if first_bad is not None:
+        row, _, col, text, is_counter = first_bad
+        try:
+            to_counter(text) if is_counter else to_number(text)
+            detail = repr(text[:40])  # not reached: the cell was kept because it reads as no usable number
+        except NotANumber as exc:
+            detail = str(exc)
+        kind = "a finite step or epoch number" if is_counter else "a number"
+        raise InputError(f"{path}: line {int(table.lines[row])}: '{printable(col)}' is {detail}, expected {kind}")
+    return Columns(table.lines, values, present)
 
 
 def csv_objects(header: list[str], rows: list[tuple[int, list[str]]]) -> list[tuple[int, dict[str, str]]]:

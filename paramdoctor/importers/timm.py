@@ -16,7 +16,7 @@ from typing import Any
 from paramdoctor import keys
 from paramdoctor.importers.names import EVAL, LR, Role, val_metric_key
 from paramdoctor.importers.reading import CsvTable
-from paramdoctor.importers.rows import csv_objects, read_sidecar_yaml, roles_for, row_from, scalar_config, scalar_params
+from paramdoctor.importers.rows import csv_columns, read_sidecar_yaml, roles_for, scalar_config, scalar_params
 from paramdoctor.importers.table import INDEX0, ParsedLog
 
 
@@ -27,8 +27,7 @@ def looks_like(header: list[str]) -> bool:
 
 def parse(path: Path, table: CsvTable, mapping: dict[str, str] | None) -> ParsedLog:
     roles = roles_for(table.header, _role, mapping, path)
-    objects = csv_objects(table.header, table.rows)
-    rows = [row_from(obj, roles, ("epoch",), line, f"line {line}", path) for line, obj in objects]
+    rows = csv_columns(table, roles, ("epoch",), path)
     args = read_sidecar_yaml(path.parent / "args.yaml")  # train.py saves its arguments beside the summary
     meta: dict[str, Any] = {}
     if any(role.key == keys.VAL_ACC for role in roles.values()):

@@ -94,7 +94,11 @@ def log_record(
     from mlflow.tracking import MlflowClient
 
     prepared = prepare(record)
-    client = client or MlflowClient(tracking_uri=tracking_uri())
+    if client is None:
+        from paramdoctor.tracking.store import prepare_store
+
+        prepare_store(tracking_uri())  # a first import in a fresh directory makes the store whole
+        client = MlflowClient(tracking_uri=tracking_uri())
     where = client.tracking_uri if hasattr(client, "tracking_uri") else tracking_uri()
     run_id = None
     try:

@@ -25,7 +25,7 @@ from typing import Any
 from paramdoctor.importers.eval_sets import with_eval_sets
 from paramdoctor.importers.names import generic_role, hf_rewritten_role
 from paramdoctor.importers.reading import CsvTable
-from paramdoctor.importers.rows import csv_objects, roles_for, row_from
+from paramdoctor.importers.rows import csv_columns, roles_for, row_from
 from paramdoctor.importers.table import GUESS, ParsedLog
 
 _PANEL = re.compile(r"^(?P<run>.+?) - (?P<metric>.+?)(?P<agg>__MIN|__MAX)?$")
@@ -82,8 +82,7 @@ def parse_history(path: Path, table: CsvTable, mapping: dict[str, str] | None) -
     counters = {step_col, epoch_col}
     columns = [n for n in names if n not in counters and not n.startswith("_")]
     roles = roles_for(columns, _role_function(names), mapping, path)
-    objects = csv_objects(table.header, table.rows)
-    rows = [row_from(obj, roles, (step_col, epoch_col), line, f"line {line}", path) for line, obj in objects]
+    rows = csv_columns(table, roles, (step_col, epoch_col), path)
     return ParsedLog("wandb", rows, roles, step_col=step_col, epoch_col=epoch_col, epoch_kind=GUESS,
                      restarts=set(table.restarts))
 

@@ -7,9 +7,7 @@ weights were loaded, what was loaded and what was left fresh.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
-from urllib.error import URLError
 
 from torch import nn
 from torchvision.models import get_model
@@ -20,7 +18,14 @@ from paramdoctor.models.groups import NamedParams, layer_groups, param_groups
 from paramdoctor.models.heads import add_channel_adapter, find_head, replace_head
 from paramdoctor.models.registry import SMALL_CNN, close_matches, torchvision_model_names
 from paramdoctor.models.small_cnn import SmallCNN
-from paramdoctor.models.weights import TorchvisionWeights, check_cached, load_into, read_source, resolve_weights
+from paramdoctor.models.weights import (
+    TorchvisionWeights,
+    load_into,
+    pretrained_kwargs,
+    read_source,
+    read_torchvision_weights,
+    resolve_weights,
+)
 
 # families with auxiliary classifiers: built without them, so forward returns plain logits
 _AUX_FAMILIES = ("googlenet", "inception_v3")
@@ -62,16 +67,11 @@ def _torchvision_model(name: str, source: TorchvisionWeights | None, value: str 
         if name.startswith("vit_") and image_size is not None:
             kwargs["image_size"] = image_size  # random-init ViTs can take any size divisible by the patch
         return get_model(name, weights=None, **kwargs)
-    check_cached(source, str(value))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "auxiliary heads are not pretrained": we drop them
-            model = get_model(name, weights=source.weights)
-    except (URLError, OSError, RuntimeError) as exc:
-        raise InputError(
-            f"model.weights={value}: cannot load {source.cache_path} ({type(exc).__name__}: {str(exc)[:160]}); "
-            f"delete the file and place an intact copy from {source.weights.url}"
-        ) from None
+    # not get_model(weights=...): torchvision unpickles the cached file with full pickle
+    state = read_torchvision_weights(source, str(value))
+    model = get_model(name, weights=None, **pretrained_kwargs(name, source.weights))
+    hint = f"is {source.cache_path.name} the file from {source.weights.url}? delete it and place an intact copy"
+    load_into(model, state, [], f"{value} ({source.cache_path})", hint=hint)  # every tensor, head included
     _drop_aux_heads(model)
     return model
 

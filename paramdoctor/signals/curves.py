@@ -111,12 +111,9 @@ def divergence_onset(x, train_loss, val_loss) -> Divergence | None:
     train_at_best = float(np.median(t[max(b - 1, 0) : b + 2]))
     train_drop = (train_at_best - float(np.median(t[max(b, t.size - 3) :]))) / (abs(train_at_best) or 1.0)
     noise = noise_scale(v)
-    held = 0
-    for value in v[::-1][: v.size - 1 - b]:
-        if value > best + 1.0 * noise:
-            held += 1
-        else:
-            break
+    trailing = v[::-1][: v.size - 1 - b]
+    below = np.flatnonzero(~(trailing > best + 1.0 * noise))
+    held = int(below[0]) if below.size else int(trailing.size)  # trailing points above the minimum by more than the noise
     return Divergence(
         best_x=float(x[b]),
         best_val_loss=best,

@@ -8,6 +8,8 @@ import numpy as np
 
 from paramdoctor.signals.noise import as_array, finite_xy, rolling_median
 
+_BLOCK_ROWS = 65_536  # windows whose median is taken at once: bounded memory on long curves
+
 
 @dataclass(frozen=True)
 class NonFinite:
@@ -161,10 +163,23 @@ def isolated_spikes(x, values, *, ratio: float = 3.0, half_width: int = 2) -> Is
     if n < 5 or np.any(v <= 0):
         return None
     ratios = np.ones(n)
-    for i in range(1, n):
-        neighbours = np.concatenate((v[max(0, i - half_width) : i], v[i + 1 : i + 1 + half_width]))
-        if v[i] > v[i - 1]:
-            ratios[i] = v[i] / float(np.median(neighbours))
+    rising = np.zeros(n, dtype=bool)
+    rising[1:] = v[1:] > v[:-1]
+    h = max(int(half_width), 0)
+    inner = np.arange(h, n - h) if h > 0 else np.arange(0)
+    inner = inner[rising[inner]]
+    if inner.size:  # points with h neighbours on each side: their medians in bounded blocks, as arrays
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        around = sliding_window_view(v, 2 * h + 1)
+        keep = np.r_[0:h, h + 1 : 2 * h + 1]  # the window less its centre
+        for block in np.array_split(inner, max(1, inner.size // _BLOCK_ROWS)):
+            ratios[block] = v[block] / np.median(around[block - h][:, keep], axis=1)
+    for i in np.flatnonzero(rising).tolist():  # the first and last h points: fewer neighbours on one side
+        if h <= i < n - h and h > 0:
+            continue
+        neighbours = np.concatenate((v[max(0, i - h) : i], v[i + 1 : i + 1 + h]))
+        ratios[i] = v[i] / float(np.median(neighbours))
     hits = np.nonzero(ratios >= ratio)[0]
     return IsolatedSpikes(
         n=int(n),

@@ -220,12 +220,8 @@ def near_chance(
         return None
     ln_c = chance_loss(num_classes)
     chance = 1.0 / num_classes
-    held = 0
-    for value in vl[::-1]:
-        if value >= min_val_loss_vs_chance * ln_c:
-            held += 1
-        else:
-            break
+    below = np.flatnonzero(~(vl[::-1] >= min_val_loss_vs_chance * ln_c))
+    held = int(below[0]) if below.size else int(vl.size)  # trailing points at or above the chance line
     acc = None
     if val_acc is not None:
         _, va = finite_xy(np.arange(np.asarray(val_acc).size), val_acc)

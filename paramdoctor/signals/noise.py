@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+_BLOCK_VALUES = 1 << 22  # window values a rolling median copies at once (32 MiB of floats)
 
 
 def as_array(values) -> np.ndarray:
@@ -105,7 +106,11 @@ def rolling_median(values, half_width: int) -> np.ndarray:
     h = max(int(half_width), 0)
     width = 2 * h + 1
     if h > 0 and n >= width:
-        out[h : n - h] = np.median(sliding_window_view(v, width), axis=1)
+        windows = sliding_window_view(v, width)
+        rows = max(1, _BLOCK_VALUES // width)  # medians of a block of windows at a time: memory bounded on long curves
+        for start in range(0, windows.shape[0], rows):
+            block = windows[start : start + rows]
+            out[h + start : h + start + block.shape[0]] = np.median(block, axis=1)
         edges = [*range(h), *range(n - h, n)]
     else:
         edges = list(range(n))

@@ -5,6 +5,13 @@ value with the best one answers it badly (one noisy point decides), so these
 use rank-based tests: Mann-Kendall (Kendall's tau of value against position)
 for whether a trend exists, Theil-Sen for its size with a confidence interval.
 Both are unchanged in their verdict by shifting or rescaling the curve.
+
+Cost: Mann-Kendall (scipy's ``kendalltau``) is O(n log n) on every point.
+Theil-Sen takes the median of all n(n-1)/2 pairwise slopes, O(n^2) in time
+and memory (a million points would ask for terabytes), so above
+``EXACT_LIMIT`` points it runs on the medians of ``EXACT_LIMIT`` equal
+consecutive bins of the curve (:func:`thinned`): deterministic, linear in n,
+and the exact estimator for every curve of up to ``EXACT_LIMIT`` points.
 """
 
 from __future__ import annotations
@@ -14,6 +21,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from paramdoctor.signals.noise import finite_xy
+
+EXACT_LIMIT = 2_000  # points up to which Theil-Sen uses every pair; longer curves are binned to this many
+
+
+def thinned(x, values, limit: int = EXACT_LIMIT) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``limit`` points standing for a curve: the medians (of x and of the value) of ``limit`` consecutive bins.
+
+    The curve is returned as it is when it has ``limit`` points or fewer. Bin
+    sizes differ by at most one (the first ``n % limit`` bins hold one more).
+    """
+    x, v = np.asarray(x, dtype=float), np.asarray(values, dtype=float)
+    n = v.size
+    if n <= limit:
+        return x, v
+    size, extra = divmod(n, limit)
+    cut = extra * (size + 1)
+
+    def medians(a: np.ndarray) -> np.ndarray:
+        rest = np.median(a[cut:].reshape(-1, size), axis=1)
+        return np.concatenate((np.median(a[:cut].reshape(extra, size + 1), axis=1), rest)) if extra else rest
+
+    return medians(x), medians(v)
 
 
 @dataclass(frozen=True)
@@ -50,10 +79,9 @@ def trend_test(x, values, confidence: float = 0.95) -> Trend | None:
         return Trend(n=int(v.size), slope=0.0, slope_low=0.0, slope_high=0.0, tau=0.0, p_value=1.0)
     from scipy import stats
 
-    tau, p_value = stats.kendalltau(x, v)
-    if not np.isfinite(tau):
-        tau, p_value = 0.0, 1.0
-    ts = stats.theilslopes(v, x, alpha=confidence)
+    tau, p_value = _mann_kendall(x, v)
+    bx, bv = thinned(x, v)
+    ts = stats.theilslopes(bv, bx, alpha=confidence)
     return Trend(
         n=int(v.size),
         slope=float(ts.slope),
@@ -62,6 +90,16 @@ def trend_test(x, values, confidence: float = 0.95) -> Trend | None:
         tau=float(tau),
         p_value=float(p_value),
     )
+
+
+def _mann_kendall(x: np.ndarray, v: np.ndarray) -> tuple[float, float]:
+    """Kendall's tau of value against position and its two-sided p-value; (0, 1) when undefined."""
+    from scipy import stats
+
+    tau, p_value = stats.kendalltau(x, v)
+    if not np.isfinite(tau):
+        return 0.0, 1.0
+    return float(tau), float(p_value)
 
 
 @dataclass(frozen=True)
@@ -96,9 +134,14 @@ def plateau(x, values, *, improving: int = -1, window: int = 5, alpha: float = 0
     if n < max(window, 3):
         return None
     def moving(xs: np.ndarray, vs: np.ndarray) -> bool:
-        t = trend_test(xs, vs)
-        if t is None or not (t.significant(alpha) and t.direction == improving):
+        # the rank test first: the slope (Theil-Sen, quadratic in the window) only for a significant trend
+        if vs.size < 3 or np.ptp(vs) == 0.0:
             return False
+        tau, p_value = _mann_kendall(xs, vs)
+        if not (p_value <= alpha and int(np.sign(tau)) == improving):
+            return False
+        t = trend_test(xs, vs)
+        assert t is not None
         level = float(np.median(np.abs(vs))) or 1.0
         return improving * t.slope * float(xs[-1] - xs[0]) / level >= min_gain
 
@@ -152,12 +195,8 @@ def still_improving(x, values, *, improving: int = -1, window: int = 5, alpha: f
     level = float(np.median(np.abs(vs))) or 1.0
     gain = improving * t.slope * float(xs[-1] - xs[0]) / level
     steps = np.diff(v) * improving
-    held = 0
-    for step in steps[::-1]:
-        if step > 0:
-            held += 1
-        else:
-            break
+    stalled = np.flatnonzero(~(steps[::-1] > 0))
+    held = int(stalled[0]) if stalled.size else int(steps.size)  # improvements in a row at the end
     if window >= 5:
         # "still improving?" is a one-sided question: half the two-sided p when the trend points the better way
         p_value: float | None = t.p_value / 2 if t.direction == improving else 1.0 - t.p_value / 2
