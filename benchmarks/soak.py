@@ -129,6 +129,12 @@ def run_id_of(workdir: Path, known: set[str]) -> str | None:
     return next(iter(new)) if len(new) == 1 else None
 
 
+def _reason(stderr: str) -> str:
+    """The last line a process printed, shortened: why it exited as it did."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return (lines[-1][:110] if lines else "(nothing printed)")
+
+
 def points(client, run_id: str) -> dict[str, list[tuple[int, float]]]:
     run = client.get_run(run_id)
     return {key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)] for key in run.data.metrics}
@@ -194,6 +200,7 @@ def main() -> int:
     chain = Chain()
     delivered_signals = 0
     exits: Counter = Counter()
+    reasons: Counter = Counter()
     while delivered_signals < args.cycles:
         proc = subprocess.Popen(
             train_cmd(config, chain.run_id), cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -224,10 +231,17 @@ def main() -> int:
             time.sleep(2)
             continue
         if proc.returncode == 2:
-            if "still running" in err or "cannot reach" in err or "cannot open" in err:
+            reasons[_reason(err)] += 1
+            if " is FINISHED " in err:
+                # the signal came after the last epoch, while the process was closing a finished run
+                proc.returncode = 0
+            elif "still running" in err or "cannot reach" in err or "cannot open" in err:
                 time.sleep(2)
                 continue
-            print(f"unexpected refusal: {err.strip()[-500:]}")
+            else:
+                print(f"\nunexpected refusal: {err.strip()[-500:]}")
+        elif proc.returncode not in (0, 130, -9):
+            reasons[f"exit {proc.returncode}: {_reason(err)}"] += 1
         if chain.run_id:
             known.add(chain.run_id)
         if proc.returncode in (0, 1):
@@ -280,6 +294,8 @@ def main() -> int:
     print(f"signals delivered to live trainers: {delivered_signals} ({', '.join(f'{k} {v}' for k, v in sorted(signals.items()))})")
     print(f"server outages: {len(server.outages)} (each {min(server.outages, default=0):.0f}-{max(server.outages, default=0):.0f} s incl. restart)")
     print(f"trainer processes: {sum(c.processes for c in chains)}; exit codes {dict(sorted(exits.items()))}")
+    for reason, n in reasons.most_common():
+        print(f"  {n:>3} x {reason}")
     print(f"runs carried to the end: {len(chains)} ({', '.join(f'{k} {v}' for k, v in totals.items() if k.startswith('status'))})")
     print(f"metric points expected {totals['expected']}, delivered {totals['delivered']}, duplicated {totals['duplicated']}, "
           f"lost {totals['lost']} (and {totals['extra']} not in the reference)")

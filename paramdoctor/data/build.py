@@ -69,7 +69,7 @@ def _choose_image_size(requested: int | None, native: int, model_name: str | Non
     return requested
 
 
-def _split(cfg: DataConfig, labels, fingerprint: str, seed: int, parent: SplitRecord | None):
+def _split(cfg: DataConfig, labels, fingerprint: str, seed: int, parent: SplitRecord | None, parent_where: str):
     return choose_split(
         labels,
         dataset=cfg.dataset,
@@ -79,6 +79,7 @@ def _split(cfg: DataConfig, labels, fingerprint: str, seed: int, parent: SplitRe
         val_fraction=cfg.val_fraction,
         subset=cfg.subset,
         parent=parent,
+        parent_where=parent_where,
     )
 
 
@@ -89,6 +90,7 @@ def build_loaders(
     device: torch.device,
     model_name: str | None = None,
     parent_split: SplitRecord | None = None,
+    parent_where: str = "model.weights",
 ) -> Loaders:
     """Split, store and batch the dataset ``cfg`` names, for training on ``device``.
 
@@ -99,12 +101,14 @@ def build_loaders(
     (``paramdoctor.data.lineage``).
     """
     if cfg.dataset == "imagefolder":
-        return _folder_loaders(cfg, seed=seed, device=device, model_name=model_name, parent_split=parent_split)
+        return _folder_loaders(
+            cfg, seed=seed, device=device, model_name=model_name, parent_split=parent_split, parent_where=parent_where
+        )
     arrays: ImageArrays = (
         load_digits_arrays() if cfg.dataset == "digits" else load_cifar_arrays(cfg.dataset, cfg.root, cfg.download)
     )
     fingerprint = fingerprint_arrays(arrays.images, arrays.labels)
-    train_index, val_index, record = _split(cfg, arrays.labels, fingerprint, seed, parent_split)
+    train_index, val_index, record = _split(cfg, arrays.labels, fingerprint, seed, parent_split, parent_where)
     image_size = _choose_image_size(cfg.image_size, arrays.images.shape[-1], model_name)
     train, val = build_in_memory_pair(
         arrays,
@@ -129,13 +133,19 @@ def build_loaders(
 
 
 def _folder_loaders(
-    cfg: DataConfig, *, seed: int, device: torch.device, model_name: str | None, parent_split: SplitRecord | None
+    cfg: DataConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    model_name: str | None,
+    parent_split: SplitRecord | None,
+    parent_where: str,
 ) -> Loaders:
     if not cfg.root:
         raise ConfigError("data.root is required for dataset imagefolder; set data.root=/path/to/folder")
     folder = open_image_folder(cfg.root)
     fingerprint = fingerprint_files(folder.root, folder.samples)
-    train_index, val_index, record = _split(cfg, folder.targets, fingerprint, seed, parent_split)
+    train_index, val_index, record = _split(cfg, folder.targets, fingerprint, seed, parent_split, parent_where)
     size = _choose_image_size(cfg.image_size, native_side(folder), model_name)
     padding = max(1, round(size / 8))  # CIFAR's 4 pixels at 32, kept in proportion
     loaders = [

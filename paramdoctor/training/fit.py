@@ -226,7 +226,14 @@ def fit(
         data_cfg = config.data.model_copy(update={"split_seed": resume_from.split.seed})
         model_cfg = config.model.model_copy(update={"weights": None})
         parent_split = None
-    loaders = build_loaders(data_cfg, seed=config.seed, device=device, model_name=config.model.name, parent_split=parent_split)
+    loaders = build_loaders(
+        data_cfg,
+        seed=config.seed,
+        device=device,
+        model_name=config.model.name,
+        parent_split=parent_split,
+        parent_where=f"model.weights={config.model.weights}",
+    )
     if resume_from is not None and loaders.split != resume_from.split:
         raise InputError(
             f"cannot resume run {resume_from.run_id}: its data changed since it started "

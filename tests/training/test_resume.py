@@ -154,6 +154,6 @@ def test_fine_tuning_from_a_run_on_the_same_data_reuses_its_split_or_is_refused(
     assert '"seed": 1' in split  # the parent's split, not seed 2's
     experiment = client.get_experiment_by_name("resume").experiment_id
     before = len(client.search_runs([experiment]))
-    with pytest.raises(ConfigError, match=f"model.weights: that run trained on \\d+ of this run's"):
+    with pytest.raises(ConfigError, match=f"model.weights=runs:/{parent.run_id}: that run trained on \\d+ of this run's"):
         fit(load_config(None, [*FAST, "trainer.max_epochs=1", "data.split_seed=2", f"model.weights=runs:/{parent.run_id}"]))
     assert len(client.search_runs([experiment])) == before  # refused before any run exists
