@@ -57,11 +57,19 @@ class Series:
         return {"steps": _json_floats(self.steps), "values": _json_floats(self.values)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Series":
-        return cls(
-            np.asarray([_from_json_float(v) for v in data["steps"]], dtype=float),
-            np.asarray([_from_json_float(v) for v in data["values"]], dtype=float),
-        )
+    def from_dict(cls, data: Any, *, where: str = "series") -> "Series":
+        """A curve from its export form ``{"steps": [...], "values": [...]}``; ValueError naming what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f'{where}: expected {{"steps": [...], "values": [...]}}, got {_kind(data)}')
+        columns = {}
+        for name in ("steps", "values"):
+            column = data.get(name)
+            if not isinstance(column, list):
+                raise ValueError(f'{where}: "{name}" must be a list of numbers, got {_kind(column)}')
+            columns[name] = [_from_json_float(v, f'{where}: "{name}"[{i}]') for i, v in enumerate(column)]
+        if len(columns["steps"]) != len(columns["values"]):
+            raise ValueError(f'{where}: "steps" and "values" differ in length ({len(columns["steps"])} vs {len(columns["values"])})')
+        return cls(np.asarray(columns["steps"], dtype=float), np.asarray(columns["values"], dtype=float))
 
 
 @dataclass
@@ -124,25 +132,33 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "run record") -> "RunRecord":
+        """A record from its export form; InputError naming the field that is wrong and what it should be."""
         if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
             raise InputError(f"{where}: not a paramdoctor run export (expected \"format\": \"{EXPORT_FORMAT}\")")
         try:
-            series = {str(k): Series.from_dict(v) for k, v in (data.get("series") or {}).items()}
+            series_data = _field(data, "series", dict, "a mapping of curve name to {\"steps\": [...], \"values\": [...]}")
+            series = {str(k): Series.from_dict(v, where=f"series {str(k)!r}") for k, v in (series_data or {}).items()}
+            mappings = {name: _field(data, name, dict, "a mapping") or {} for name in ("config", "params", "tags", "meta")}
+            text = {name: _field(data, name, str, "a string or null") for name in ("run_id", "run_name", "experiment")}
+            status = _field(data, "status", str, f"one of {', '.join(RUN_STATES)}") or "UNKNOWN"
+            if status not in RUN_STATES:
+                raise ValueError(f'"status" must be one of {", ".join(RUN_STATES)}, got {_short(status)}')
+            x_unit = _field(data, "x_unit", str, "'epoch' or 'step'") or "epoch"
+            if x_unit not in ("epoch", "step"):
+                raise ValueError(f'"x_unit" must be \'epoch\' or \'step\', got {_short(x_unit)}')
             return cls(
                 series=series,
-                config=dict(data.get("config") or {}),
-                params={str(k): str(v) for k, v in (data.get("params") or {}).items()},
-                tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
-                meta=dict(data.get("meta") or {}),
-                run_id=data.get("run_id"),
-                run_name=data.get("run_name"),
-                experiment=data.get("experiment"),
-                status=data.get("status", "UNKNOWN"),
-                source=data.get("source", "paramdoctor"),
-                x_unit=data.get("x_unit", "epoch"),
+                config=dict(mappings["config"]),
+                params={str(k): str(v) for k, v in mappings["params"].items()},
+                tags={str(k): str(v) for k, v in mappings["tags"].items()},
+                meta=dict(mappings["meta"]),
+                status=status,
+                source=_field(data, "source", str, "a string") or "paramdoctor",
+                x_unit=x_unit,
+                **text,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{where}: malformed run export ({exc})") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise InputError(f"{where}: malformed run export: {exc}") from None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -159,8 +175,13 @@ class RunRecord:
             data = json.loads(path.read_text())
         except OSError as exc:
             raise InputError(f"{path}: cannot read run export ({exc.strerror or exc})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise InputError(f"{path}: not valid JSON ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: run export is not UTF-8 (byte at offset {exc.start}); save it as UTF-8") from None
+        except (ValueError, RecursionError) as exc:
+            if "integer string conversion" in str(exc):  # Python refuses ints of 4300+ digits
+                raise InputError(f"{path}: not valid JSON (holds a number too long to be a metric)") from None
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else _short(str(exc), 160)
+            raise InputError(f"{path}: not valid JSON ({reason})") from None
         return cls.from_dict(data, where=str(path))
 
 
@@ -177,9 +198,42 @@ def _json_floats(arr: np.ndarray) -> list:
     return out
 
 
-def _from_json_float(v: Any) -> float:
+def _from_json_float(v: Any, where: str = "series value") -> float:
     if isinstance(v, str) and v.lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
         return float(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"series value {v!r} is not a number")
-    return float(v)
+        raise ValueError(f"{where} is {_short(v)}, not a number")
+    try:
+        return float(v)
+    except OverflowError:  # an integer beyond float's range: as far off the scale as inf
+        return float("inf") if v > 0 else float("-inf")
+
+
+def _field(data: dict[str, Any], name: str, kind: type, expected: str) -> Any:
+    """``data[name]`` when it is ``kind`` or null; ValueError saying what was expected otherwise."""
+    value = data.get(name)
+    if value is None or isinstance(value, kind):
+        return value
+    raise ValueError(f'"{name}" must be {expected}, got {_kind(value)}')
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, the way the file says it: ``a number (3)``, ``a list``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"a number ({_short(value)})"
+    if isinstance(value, str):
+        return f"a string ({_short(value)})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from paramdoctor.cli.options import parse_mapping
+from paramdoctor.errors import InputError
 
 DEFAULT_EXPERIMENT = "paramdoctor"
 
@@ -40,8 +41,13 @@ def import_log(
     from paramdoctor.importers import load_foreign
     from paramdoctor.importers.to_mlflow import log_record, tracking_uri
 
-    record = load_foreign(path, run_index=run_index, mapping=parse_mapping(maps or []))
-    source_file = Path(str(record.meta.get("source_file", path)))
+    from paramdoctor.sources.resolve import existing_path  # not at the top: it loads numpy, `--help` must not
+
+    mapping = parse_mapping(maps or [])
+    if existing_path(path) is None:  # also a name too long for the file system, or ~user of no user
+        raise InputError(f"{path}: no such file or folder (give a log file or the folder a tool wrote)")
+    record = load_foreign(path, run_index=run_index, mapping=mapping)
+    source_file = logged_file(record.meta.get("source_file"), path)
     run_id = log_record(record, experiment=experiment, run_name=run_name, artifact=source_file)
     runs = record.meta.get("runs_in_file", 1)
     which = f" (run {record.meta.get('run_index', 0)} of {runs} in the file)" if runs > 1 else ""
@@ -51,3 +57,17 @@ def import_log(
     )
     typer.echo(run_id)
     return 0
+
+
+def logged_file(source_file: object, path: str) -> Path:
+    """The file that was read, to keep as the run's artifact: never the folder it was found in.
+
+    Importers name it in ``meta["source_file"]``; a paramdoctor export found in
+    a folder (``import runs/x`` holding ``run.json``) does not, and logging the
+    folder itself would copy everything beside the log into the run.
+    """
+    if source_file:
+        return Path(str(source_file))
+    from paramdoctor.importers import locate_log
+
+    return locate_log(path)

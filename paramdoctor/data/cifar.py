@@ -94,14 +94,50 @@ def load_cifar_arrays(name: str, root: str | None, download: bool) -> ImageArray
             f"data.dataset={name}: the files in {folder} are unreadable ({type(exc).__name__}: {exc}); "
             f"replace them with the extracted official archive"
         ) from None
-    images = np.ascontiguousarray(np.asarray(dataset.data, dtype=np.uint8).transpose(0, 3, 1, 2))
+    folder = where / _CLASSES[name].base_folder
+    pixels, labels, classes = _checked(name, folder, dataset)
+    images = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
     mean, std = CIFAR_STATS[name]
     return ImageArrays(
         images=images,
-        labels=np.asarray(dataset.targets, dtype=np.int64),
-        class_names=[str(c) for c in dataset.classes],
+        labels=labels,
+        class_names=classes,
         mean=mean,
         std=std,
         padding=4,
         flip=True,
     )
+
+
+def _checked(name: str, folder: Path, dataset: CIFAR10) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Pixels (uint8 NHWC), labels and class names of files that unpickled, checked against each other.
+
+    Hand-made or damaged files can unpickle into labels outside the class
+    names, a label count that differs from the image count, or pixels that
+    are not bytes; each would stop training half-way (or train on garbage), so
+    each is one InputError before any run starts.
+    """
+
+    def refuse(problem: str) -> InputError:
+        return InputError(f"data.dataset={name}: {problem} in {folder}; replace the files with the extracted official archive")
+
+    classes = dataset.classes
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise refuse(f"the class names are {_sketch(classes)}, not a list of at least two")
+    pixels = np.asarray(dataset.data)
+    if pixels.dtype != np.uint8:
+        if pixels.dtype.kind not in "iu" or pixels.size and (pixels.min() < 0 or pixels.max() > 255):
+            raise refuse(f"the pixels are {pixels.dtype} values, not bytes 0..255")
+        pixels = pixels.astype(np.uint8)
+    targets = list(dataset.targets)
+    if len(targets) != len(pixels):
+        raise refuse(f"{len(targets)} labels for {len(pixels)} images")
+    bad = [t for t in targets if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < len(classes)]
+    if bad:
+        raise refuse(f"label {_sketch(bad[0])} is not one of the {len(classes)} classes 0..{len(classes) - 1}")
+    return pixels, np.asarray(targets, dtype=np.int64), [str(c) for c in classes]
+
+
+def _sketch(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -9,6 +9,7 @@ same whatever the number of workers, and whether they persist or not.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets import ImageFolder
 
 from paramdoctor.data.in_memory import epoch_generator
-from paramdoctor.errors import InputError
+from paramdoctor.errors import InputError, ParamDoctorError, TrainingError
 
 # the usual statistics for natural photographs (and what ImageNet-pretrained models expect)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,20 +35,48 @@ def open_image_folder(root: str) -> ImageFolder:
         raise InputError(f"data.root={root}: no such directory; point data.root at a folder with one sub-folder of images per class")
     try:
         return ImageFolder(str(path))
-    except FileNotFoundError as exc:
+    except FileNotFoundError as exc:  # torchvision's text names the classes: file names, printed escaped
         raise InputError(
-            f"data.root={root}: {exc}; put the images in one sub-folder per class (root/cat/1.png, root/dog/2.png)"
+            f"data.root={_printable(root)}: {_printable(exc)}; put the images in one sub-folder per class (root/cat/1.png, root/dog/2.png)"
         ) from None
+
+
+def read_image(folder: ImageFolder, path: str, error: type[ParamDoctorError] = InputError):
+    """``folder.loader(path)`` (a PIL image in RGB), or one ``error`` line naming the file and what is wrong with it.
+
+    PIL's failures differ by file (not an image, cut short, a header claiming
+    billions of pixels); its decompression-bomb warning is an error here, so
+    no warning reaches the terminal either.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return folder.loader(path)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise error(f"data.root: cannot read image {_printable(path)} ({_image_problem(exc)}); remove or replace the file") from None
+
+
+def _image_problem(exc: BaseException) -> str:
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image file PIL can read"
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "its header claims more pixels than PIL decodes safely"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:160]
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so a file name cannot break the error onto two lines."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def native_side(folder: ImageFolder) -> int:
     """The shorter side of the first image: the size kept when ``data.image_size`` is not set."""
-    path = folder.samples[0][0]
-    try:
-        image = folder.loader(path)
-    except OSError as exc:
-        raise InputError(f"data.root: cannot read image {path} ({exc}); remove or replace the file") from None
-    return min(image.size)
+    return min(read_image(folder, folder.samples[0][0]).size)
 
 
 class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -110,7 +139,8 @@ class FolderSamples(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, int]:
         position, sample_seed = item
         path, target = self.folder.samples[self.indices[position]]
-        x = TF.to_image(self.folder.loader(path))
+        # found while training: the run has started, so it ends FAILED with this reason (exit 1), not as bad input
+        x = TF.to_image(read_image(self.folder, path, TrainingError))
         x = TF.center_crop(TF.resize(x, [self.size]), [self.size, self.size])
         x = TF.to_dtype(x, torch.float32, scale=True)
         if self.augment:
@@ -150,5 +180,17 @@ class FolderLoader:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for x, y in self._loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, dtype=torch.int64, non_blocking=True)
+        try:
+            for x, y in self._loader:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, dtype=torch.int64, non_blocking=True)
+        except ParamDoctorError as exc:
+            raise type(exc)(_worker_message(str(exc))) from None
+
+
+def _worker_message(message: str) -> str:
+    """The one-line message of an error a DataLoader worker raised: the worker wraps it in its traceback's text."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return message
+    last = lines[-1]  # "paramdoctor.errors.TrainingError: data.root: cannot read image ..."
+    return last.split(": ", 1)[1] if ": " in last else last

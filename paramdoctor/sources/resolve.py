@@ -16,6 +16,7 @@ opens a tracking store.
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,8 +69,8 @@ def resolve(
     ref = ref.strip()
     if not ref:
         raise InputError("empty run reference (give a run id, a run name, `latest` or a path)")
-    path = Path(ref).expanduser()
-    if path.exists():
+    path = existing_path(ref)
+    if path is not None:
         return _from_path(path, run_index=run_index, mapping=mapping)
     if run_index is not None:
         raise InputError(f"--run-index applies to files of other tools, but '{ref}' is not an existing path")
@@ -77,6 +78,24 @@ def resolve(
 
 
 # --- files ---------------------------------------------------------------------
+
+
+def existing_path(ref: str) -> Path | None:
+    """The existing file or folder ``ref`` names, or None when it names none (then it is a run).
+
+    A reference too long for a file name, or ``~someone`` without a home folder,
+    names no file rather than being an error: it may still be a run name.
+    """
+    try:
+        path = Path(ref).expanduser()
+    except RuntimeError:  # ~user of no known user
+        path = Path(ref)
+    try:
+        return path if path.exists() else None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return None
+        raise InputError(f"{ref}: cannot read ({exc.strerror or exc})") from None
 
 
 def _from_path(path: Path, *, run_index: int | None, mapping: dict[str, str] | None) -> ResolvedRun:
@@ -105,7 +124,7 @@ def _is_export(path: Path) -> bool:
         return True
     try:  # an export written by another tool, keys in another order
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON, a 5000-digit integer
         return False
     return isinstance(data, dict) and data.get("format") == EXPORT_FORMAT
 

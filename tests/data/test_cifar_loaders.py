@@ -82,3 +82,34 @@ def test_present_files_are_never_replaced_by_a_download(cifar10_root):
     root, _ = cifar10_root  # hand-made files: their md5 differs from the official archive
     arrays = load_cifar_arrays("cifar10", str(root), download=True)
     assert len(arrays.labels) == 20
+
+
+def _rewrite(path: Path, **changes) -> None:
+    import pickle
+
+    with open(path, "rb") as f:
+        content = pickle.load(f)
+    content.update(changes)
+    with open(path, "wb") as f:
+        pickle.dump(content, f)
+
+
+@pytest.mark.parametrize(
+    ("file", "changes", "says"),
+    [
+        ("batches.meta", {"label_names": ["a", "b", "c"]}, "is not one of the 3 classes 0..2"),  # labels run to 9
+        ("data_batch_2", {"labels": [0, -1, 2, 3]}, "label -1 is not one of the 10 classes 0..9"),
+        ("data_batch_2", {"labels": [0, 1, 10, 3]}, "label 10 is not one of the 10 classes"),
+        ("data_batch_2", {"labels": [0, 1, "cat", 3]}, "label 'cat' is not one of the 10 classes"),
+        ("data_batch_2", {"labels": [0, 1]}, "18 labels for 20 images"),
+        ("data_batch_2", {"data": np.full((4, 3072), 1000.0)}, "the pixels are float64 values, not bytes 0..255"),
+    ],
+)
+def test_files_that_unpickle_but_disagree_are_refused_before_training(cifar10_root, file, changes, says):
+    """Labels outside the class names, too few labels, pixels that are not bytes: one InputError, not a crash mid-run."""
+    root, _ = cifar10_root
+    _rewrite(root / "cifar-10-batches-py" / file, **changes)
+    with pytest.raises(InputError) as info:
+        build_loaders(DataConfig(dataset="cifar10", root=str(root), val_fraction=0.25), seed=0, device=CPU)
+    message = str(info.value)
+    assert says in message and str(root / "cifar-10-batches-py") in message and "\n" not in message

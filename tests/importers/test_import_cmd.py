@@ -127,3 +127,30 @@ def test_import_detection_log_keeps_its_monitor(store_uri):
     run = MlflowClient(store_uri).get_run(result.stdout.strip().splitlines()[-1])
     assert run.data.tags[keys.TAG_MONITOR] == "val/bbox_AP" and run.data.tags[keys.TAG_MODE] == "max"
     assert run.data.tags[keys.TAG_SOURCE] == "detectron2" and "val/bbox_AP50" in run.data.metrics
+
+
+def test_a_folder_holding_an_export_logs_the_export_file_and_leaves_no_failed_run(store_uri, tmp_path, capsys):
+    """`import DIR` where DIR holds run.json: the artifact is run.json, not DIR (logging '.' used to fail half-way)."""
+    from paramdoctor.cli.app import main
+
+    export = RunRecord(series={keys.VAL_LOSS: Series([1, 2, 3], [1.0, 0.8, 0.7])}, run_name="exported")
+    export.save(tmp_path / "run.json")
+    (tmp_path / "notes.txt").write_text("beside the log; must not be copied into the run")
+    assert main(["import", "."]) == 0, capsys.readouterr().err
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    client = MlflowClient(store_uri)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(run_id)] == ["run.json"]
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert [r.info.status for r in client.search_runs(experiments)] == ["FINISHED"]
+
+
+@pytest.mark.parametrize("ref", ["x" * 300, "~no-such-user-here/metrics.csv"])
+def test_a_path_no_file_can_have_is_one_error_line(tracking_uri, tmp_path, capsys, ref):
+    """Too long for a file name, or the home of no user: one line, exit 2, no store opened (was OSError/RuntimeError)."""
+    from paramdoctor.cli.app import main
+
+    assert main(["import", ref]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {ref}: no such file or folder") and err.count("\n") == 1
+    assert not (tmp_path / "mlflow.db").exists()

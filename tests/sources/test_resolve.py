@@ -121,6 +121,13 @@ def test_malformed_export_is_an_input_error(tmp_path):
         resolve_run(str(path), experiment=None)
 
 
+@pytest.mark.parametrize("ref", ["r" * 300, "~no-such-user-here/run.json"])
+def test_a_reference_no_file_can_have_is_looked_up_as_a_run(in_store, ref):
+    """Too long for a file name, or the home of no user: no OSError/RuntimeError, an unknown run like any other."""
+    with pytest.raises(InputError, match="not found in experiment"):
+        resolve(ref)
+
+
 def test_other_files_go_to_the_importers(tmp_path):
     """A file that is not an export is another tool's log: paramdoctor.importers reads it (or says it cannot)."""
     path = tmp_path / "metrics.csv"
