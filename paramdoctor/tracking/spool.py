@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paramdoctor.durable import fsync_directory, fsync_path
 from paramdoctor.errors import InputError
 from paramdoctor.tracking.values import one_line
 
@@ -244,7 +245,7 @@ class Spool:
                 shutil.copytree(source, target)
             else:
                 shutil.copyfile(source, target)
-                _fsync(target)
+                fsync_path(target)
             self._write_op(seq, {"op": "artifact", "file": f"{seq}/{source.name}", "artifact_path": artifact_path})
             return seq
 
@@ -291,7 +292,7 @@ class Spool:
             header = {"paramdoctor_spool": FORMAT, "run_id": self.run_id, "tracking_uri": self.tracking_uri,
                       "created": time.time()}
             self._append_raw(_encode(header))
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
         else:
             self._file_size = os.fstat(self._fd).st_size
 
@@ -397,7 +398,7 @@ class Spool:
             os.close(self._fd)
             self._fd = None
         os.replace(tmp, self.path)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         self._entries = deque(entries)
         self._open_for_append()
 
@@ -587,16 +588,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        _fsync(path)

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
+from paramdoctor.durable import fsync_directory, fsync_path
 from paramdoctor.errors import InputError
 from paramdoctor.tracking.values import one_line
 
@@ -187,12 +188,12 @@ def _create(path: Path) -> None:
         store = _get_sqlalchemy_store(tmp_uri, None)
         store.engine.dispose()  # closes the file: no journal left beside it
         SqlAlchemyStore._engine_map.pop(tmp_uri, None)
-        _fsync(tmp)
+        fsync_path(tmp)
         for stale in ("-journal", "-wal", "-shm"):  # a dead process's journal must not be "rolled back" into the new file
             with contextlib.suppress(FileNotFoundError):
                 path.with_name(path.name + stale).unlink()
         os.replace(tmp, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     except InputError:
         raise
     except Exception as exc:
@@ -234,16 +235,3 @@ def _repair(path: Path) -> None:
         ) from exc
     finally:
         engine.dispose()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every file system lets a directory be opened
-        _fsync(path)
