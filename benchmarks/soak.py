@@ -122,6 +122,38 @@ def train_cmd(config: Path, resume: str | None) -> list[str]:
     return [str(BIN / "paramdoctor"), "train", "-q", str(config)]
 
 
+def trainer_holds_lock(workdir: Path, run_id: str | None, known: set[str]) -> str | None:
+    """The run whose trainer holds its checkpoint lock now (training has begun), else None."""
+    import fcntl
+
+    folders = [workdir / ".paramdoctor" / "checkpoints" / run_id] if run_id else [
+        p for p in (workdir / ".paramdoctor" / "checkpoints").glob("*") if p.name not in known
+    ]
+    for folder in folders:
+        try:
+            fd = os.open(folder / ".lock", os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return folder.name
+        finally:
+            os.close(fd)
+    return None
+
+
+def wait_for_training(proc: subprocess.Popen, workdir: Path, run_id: str | None, known: set[str], timeout: float) -> str | None:
+    """Block until the process holds its run's lock (None when it exits or times out first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = trainer_holds_lock(workdir, run_id, known)
+        if found:
+            return found
+        time.sleep(0.05)
+    return None
+
+
 def run_id_of(workdir: Path, known: set[str]) -> str | None:
     """The run a fresh process created: its checkpoint folder is the only new one."""
     folders = {p.name for p in (workdir / ".paramdoctor" / "checkpoints").glob("*") if p.is_dir()}
@@ -176,16 +208,16 @@ def main() -> int:
 
     from mlflow.tracking import MlflowClient
 
+    reference = subprocess.Popen(train_cmd(config, None), cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    reference_id = wait_for_training(reference, workdir, None, set(), timeout=300)
     t0 = time.monotonic()
-    reference = subprocess.run(train_cmd(config, None), cwd=workdir, env=env, capture_output=True, text=True)
-    if reference.returncode != 0:
-        print(reference.stdout, reference.stderr)
+    if reference.wait() != 0 or reference_id is None:
+        print(reference.stderr.read().decode(errors="replace"))
         return 1
+    training_s = time.monotonic() - t0  # from the run's start to the process's end
     client = MlflowClient(server.uri)
-    known = {p.name for p in (workdir / ".paramdoctor" / "checkpoints").glob("*")}
-    reference_id = next(iter(known))
-    reference_s = time.monotonic() - t0
-    print(f"reference run {reference_id}: {reference_s:.1f} s uninterrupted", flush=True)
+    known = {reference_id}
+    print(f"reference run {reference_id}: {training_s:.1f} s of training, uninterrupted", flush=True)
 
     stop_outages = threading.Event()
 
@@ -206,13 +238,19 @@ def main() -> int:
             train_cmd(config, chain.run_id), cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         chain.processes += 1
-        delay = rng.uniform(2.0, reference_s * 1.2)
+        started = wait_for_training(proc, workdir, chain.run_id, known, timeout=300)
+        if started and chain.run_id is None:
+            chain.run_id = started
+        # a random moment of the training (a resumed process has less left: some signals find it finished)
+        delay = rng.uniform(0.0, training_s)
         try:
+            if not started:
+                raise RuntimeError("the process ended before its training began")
             proc.wait(timeout=delay)
+        except RuntimeError:
+            pass
         except subprocess.TimeoutExpired:
             name = rng.choice(list(SIGNALS))
-            if chain.run_id is None:
-                chain.run_id = run_id_of(workdir, known)
             proc.send_signal(SIGNALS[name])
             try:
                 proc.wait(timeout=120)
@@ -285,6 +323,15 @@ def main() -> int:
         totals["duplicated"] += sum(n - 1 for n in pairs.values() if n > 1)
         totals["lost"] += len(expected_keys - set(pairs))
         totals["extra"] += len(set(pairs) - expected_keys)
+        missing = sorted(expected_keys - set(pairs))
+        doubled = sorted(k for k, n in pairs.items() if n > 1)
+        if missing or doubled:
+            keys_missing = Counter(k for k, _ in missing)
+            print(
+                f"run {c.run_id} ({client.get_run(c.run_id).info.status}, {c.processes} processes, signals "
+                f"{dict(c.signals)}): lost {len(missing)} {dict(keys_missing.most_common(4))}, "
+                f"first lost steps {[s for _, s in missing[:5]]}; twice {doubled[:5]}"
+            )
         final = sorted(got.get("val/acc", [(0, float("nan"))]))[-1][1]
         accuracy_gaps.append(final - reference_acc)
         status = client.get_run(c.run_id).info.status

@@ -114,14 +114,18 @@ def _resume(run_ref: str, args: list[str], *, quiet: bool, dry_run: bool) -> int
     from paramdoctor.config import dump_yaml
     from paramdoctor.errors import ConfigError
     from paramdoctor.training.fit import fit
-    from paramdoctor.training.resume import resume_point
+    from paramdoctor.training.resume import RunAlreadyComplete, close_complete_run, resume_point
 
     if args:
         raise ConfigError(
             f"--resume {run_ref} takes no config or overrides (got {args[0]!r}): a resumed run carries on with the config "
             "it started with; to change settings start a new run from its weights (model.weights=runs:/RUN_ID)"
         )
-    point, config = resume_point(run_ref)
+    try:
+        point, config = resume_point(run_ref)
+    except RunAlreadyComplete as done:
+        typer.echo(close_complete_run(done))
+        return 0
     console = Console()
     if dry_run:
         typer.echo(dump_yaml(point.state["config"]), nl=False)

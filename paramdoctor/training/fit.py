@@ -377,6 +377,10 @@ def fit(
                     }
                 )
 
+            if resume_from is None:
+                # epoch 0: a run killed before its first epoch ends can still be carried on
+                save_checkpoint(0, False)
+
             try:
                 for epoch in range(first_epoch, config.trainer.max_epochs + 1):
                     t_epoch = time.perf_counter()
@@ -519,6 +523,6 @@ def _finish(
     if stopper.best_epoch is not None:
         summary = {keys.BEST_EPOCH: float(stopper.best_epoch), keys.BEST_VALUE: float(stopper.best)}
     if summary:
-        # at the last complete epoch: "the best so far" when a run stopped and later resumed logs it again
-        run.log_metrics(summary, step=int(history[-1]["epoch"]) if history else 0)
+        # at the last complete epoch, through the step guard: a run stopped twice at the same epoch logs it once
+        run.sink.log_metrics(summary, int(history[-1]["epoch"]) if history else 0)
     run.set_tags({keys.TAG_STOP_REASON: stop_reason})

@@ -22,6 +22,39 @@ from paramdoctor.training.fit import STOP_EARLY, STOP_MAX_EPOCHS, STOP_NONFINITE
 _RESUMABLE = ("KILLED", "FAILED", "RUNNING")
 
 
+class RunAlreadyComplete(Exception):
+    """The run's training had ended (early stopping, max epochs) when its process was stopped, before it closed."""
+
+    def __init__(self, run_id: str, status: str, stop_reason: str) -> None:
+        super().__init__(run_id)
+        self.run_id, self.status, self.stop_reason = run_id, status, stop_reason
+
+
+def close_complete_run(done: RunAlreadyComplete) -> str:
+    """Mark a run whose training had ended as FINISHED (after sending what it spooled); the line to print."""
+    from mlflow.tracking import MlflowClient
+
+    from paramdoctor.tracking.run import resolve_tracking_uri
+    from paramdoctor.tracking.spool import Spool, deliver, resolve_spool_dir
+
+    uri = resolve_tracking_uri()
+    client = MlflowClient(tracking_uri=uri)
+    spool = Spool(resolve_spool_dir(None), done.run_id, tracking_uri=uri)
+    try:
+        if spool.path.exists() and spool.acquire(blocking=False):
+            try:
+                deliver(spool, client)  # what it logged last, in order, before the status
+            finally:
+                spool.release()
+        client.set_terminated(done.run_id, "FINISHED")
+    except Exception as exc:
+        raise InputError(f"--resume {done.run_id}: cannot close the run at {client.tracking_uri} ({type(exc).__name__}); try again") from exc
+    return (
+        f"run {done.run_id} had finished training (stop reason {done.stop_reason}) when its process was stopped "
+        f"while closing it ({done.status}): marked FINISHED, nothing to train"
+    )
+
+
 def resume_point(run_ref: str, *, experiment: str | None = None, now: float | None = None) -> tuple[ResumePoint, object]:
     """The checkpoint state and config of run ``run_ref`` (an id, a name, or ``latest``); InputError when it cannot go on."""
     from mlflow.tracking import MlflowClient
@@ -42,7 +75,7 @@ def resume_point(run_ref: str, *, experiment: str | None = None, now: float | No
     if tags.get(keys.TAG_SOURCE) != "paramdoctor" or keys.TAG_CHECKPOINT_DIR not in tags:
         raise InputError(f"{where}: run {run_id} was not trained by a paramdoctor that writes checkpoints; nothing to resume")
     stop_reason = tags.get(keys.TAG_STOP_REASON)
-    if status == "FINISHED" or stop_reason in (STOP_EARLY, STOP_MAX_EPOCHS) or status not in _RESUMABLE:
+    if status == "FINISHED" or status not in _RESUMABLE:
         raise InputError(
             f"{where}: run {run_id} is {status} (stop reason {stop_reason or 'none'}): nothing to resume; "
             f"to train further start a new run from its weights: model.weights=runs:/{run_id}"
@@ -57,6 +90,10 @@ def resume_point(run_ref: str, *, experiment: str | None = None, now: float | No
             f"{where}: run {run_id} is still running (its trainer holds its lock or its heartbeat is recent); "
             "stop that process first"
         )
+    if stop_reason in (STOP_EARLY, STOP_MAX_EPOCHS):
+        # its training was complete (best weights, summary, stop reason logged) when the process was stopped
+        # while closing the run: nothing to train, only the status to set
+        raise RunAlreadyComplete(run_id, status, stop_reason)
     directory = Path(tags[keys.TAG_CHECKPOINT_DIR])
     state = CheckpointDir(directory.parent, run_id).load_last()
     try:
@@ -76,14 +113,25 @@ def resume(
 
 
 def _find_run(client, run_ref: str, experiment: str | None, uri: str):
+    try:
+        return _lookup(client, run_ref, experiment, uri)
+    except InputError:
+        raise
+    except Exception as exc:  # a server away, a store that cannot be read
+        raise InputError(
+            f"--resume {run_ref}: cannot reach the MLflow store at {uri} ({type(exc).__name__}); "
+            "check MLFLOW_TRACKING_URI or try again when the server is back"
+        ) from exc
+
+
+def _lookup(client, run_ref: str, experiment: str | None, uri: str):
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_run(run_ref)
-    except MlflowException:
-        pass
-    except Exception as exc:
-        raise InputError(f"--resume {run_ref}: cannot reach the MLflow store at {uri} ({type(exc).__name__}); check MLFLOW_TRACKING_URI") from exc
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
     name = experiment or "paramdoctor"
     exp = client.get_experiment_by_name(name)
     if exp is not None:

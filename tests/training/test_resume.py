@@ -157,3 +157,37 @@ def test_fine_tuning_from_a_run_on_the_same_data_reuses_its_split_or_is_refused(
     with pytest.raises(ConfigError, match=f"model.weights=runs:/{parent.run_id}: that run trained on \\d+ of this run's"):
         fit(load_config(None, [*FAST, "trainer.max_epochs=1", "data.split_seed=2", f"model.weights=runs:/{parent.run_id}"]))
     assert len(client.search_runs([experiment])) == before  # refused before any run exists
+
+
+def test_a_run_stopped_in_its_first_epoch_resumes_from_epoch_0(migrated_store_uri):
+    client = MlflowClient(migrated_store_uri)
+    config = load_config(None, [*FAST, "trainer.max_epochs=2", "experiment.name=first-epoch"])
+    whole = fit(config)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, listener=_StopAt(epoch=1, step=2))
+    stopped = client.search_runs(
+        [client.get_experiment_by_name("first-epoch").experiment_id], filter_string="attributes.status = 'KILLED'"
+    )[0]
+    result = resume(stopped.info.run_id)
+    assert result.status == "FINISHED" and result.resumed_from_epoch == 0
+    points = _all_points(client, result.run_id)
+    _assert_no_step_twice(points)
+    assert [v for _, v in points[keys.VAL_ACC]] == [h["val/acc"] for h in whole.history]
+
+
+def test_a_run_stopped_while_closing_after_its_last_epoch_is_only_marked_finished(migrated_store_uri, capsys):
+    client = MlflowClient(migrated_store_uri)
+    done = fit(load_config(None, [*FAST, "trainer.max_epochs=1"]))
+    client.update_run(done.run_id, status="KILLED")  # a signal between the last epoch's summary and the status
+    assert main(["train", "--resume", done.run_id]) == 0
+    assert "marked FINISHED, nothing to train" in capsys.readouterr().out
+    assert client.get_run(done.run_id).info.status == "FINISHED"
+
+
+def test_resume_with_the_tracking_server_away_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with pytest.raises(InputError, match="cannot reach the MLflow store at http://127.0.0.1:9"):
+        resume("0123456789abcdef0123456789abcdef")
