@@ -8,11 +8,18 @@ Usage errors (an unknown command or option, a missing or malformed value)
 are one ``error: ...`` line and exit code 2, like every other input error.
 typer 0.2x parses with its own bundled copy of click (``typer._click``), whose
 exceptions are not click's; both are caught by class, whichever raised.
+
+Whatever a message quotes (a path, an override, a value from a file), the
+printed error is one bounded line: control characters, line breaks and lone
+surrogates are shown escaped as ``repr`` shows them (``\\n``, ``\\x00``,
+``\\udc80``), and a message longer than :data:`MAX_ERROR_CHARS` is cut with a
+marker saying how long it was.
 """
 
 from __future__ import annotations
 
 import sys
+import weakref
 from typing import Any
 
 import typer
@@ -43,11 +50,18 @@ def _root(
     """paramdoctor: a doctor for training runs."""
 
 
+_REGISTERED: "weakref.WeakSet[typer.Typer]" = weakref.WeakSet()
+
+
 def _register() -> None:
+    """Add the commands to ``app`` once per app object: in-process callers (tests, benchmarks) call ``main`` many times."""
+    if app in _REGISTERED:
+        return
     from paramdoctor.cli import commands
 
     for command in commands.ALL:
         command(app)
+    _REGISTERED.add(app)
 
 
 USAGE_EXIT_CODE = 2
@@ -73,18 +87,35 @@ _ABORTS = (typer.Abort, *_click_classes("Abort"))
 _NO_ARGS_HELP = _click_classes("NoArgsIsHelpError")  # `paramdoctor` or `paramdoctor CMD` with nothing after it
 
 
+MAX_ERROR_CHARS = 1000
+"""Longest error message printed; a longer one (a huge value quoted) is cut with a marker."""
+
+
+def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``message`` as one printable line of at most about ``limit`` characters.
+
+    Every character ``str.isprintable`` refuses (``\\n``, ``\\r``, ``\\t``, other
+    control characters, line and paragraph separators, lone surrogates from
+    undecodable argv bytes) is written the way ``repr`` writes it.
+    """
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(message))
+    if len(text) > limit:
+        text = f"{text[:limit]}... [cut: {len(text):,} characters in all]"
+    return text
+
+
 def usage_error_line(exc: BaseException) -> str:
     """One line for a click/typer error: what was wrong, and the command's --help to read."""
     try:
         message = exc.format_message()  # type: ignore[attr-defined]
     except Exception:  # a malformed exception must not hide the error behind a traceback
         message = str(exc)
-    message = " ".join(str(message).split()).rstrip(".") or type(exc).__name__
+    message = str(message).strip().rstrip(".") or type(exc).__name__
     ctx: Any = getattr(exc, "ctx", None)
     hint = ""
     if isinstance(exc, _USAGE_ERRORS) and ctx is not None:
         hint = f"; try '{ctx.command_path} --help'"
-    return f"error: {message}{hint}"
+    return f"error: {one_line(message + hint)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="paramdoctor")
     except ParamDoctorError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {one_line(str(exc))}", err=True)
         return exc.exit_code
     except _EXITS as exc:
         return int(getattr(exc, "exit_code", 0) or 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -88,6 +89,8 @@ def read_text_file(
         raise error(f"{path}: {what} not found") from None
     except OSError as exc:
         raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    except ValueError:  # a path holding a NUL byte, which no file name can contain
+        raise error(f"{path}: cannot read {what} (the path holds a null byte); check the path") from None
     if len(data) > limit:
         raise error(f"{path}: {what} is larger than {_size(limit)}; a {what} is a few KiB of YAML, check the path")
     try:
@@ -116,6 +119,10 @@ def load_yaml_text(text: str, where: str) -> Any:
         pos = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}:{pos}: invalid YAML ({problem})") from None
+    except UnicodeEncodeError as exc:  # lone surrogates (undecodable bytes from argv) the parser cannot encode
+        raise ConfigError(f"{where}: the text is {_not_utf8(exc)}") from None
+    except ValueError as exc:  # a value a constructor cannot convert; the checks above should have named it
+        raise ConfigError(f"{where}: invalid value ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
 
 
 def _size(limit: int) -> str:
@@ -130,11 +137,14 @@ def _check_document(root: yaml.Node) -> None:
     it (validation, flattening, dumping). Walking the node graph once with the
     expanded size of each node memoised finds that in time linear in the
     document: the nodes aliases add beyond the document's own are capped, a
-    recursive alias is refused, and so is a duplicate key in any mapping.
+    recursive alias is refused, and so is a duplicate key in any mapping, and
+    an integer longer than Python converts (``sys.get_int_max_str_digits()``,
+    4300 digits), named by its dotted key.
     """
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
     on_path: set[int] = set()
+    names: dict[int, str] = {}  # id of a node -> its dotted key ("data.batch_size"), for messages
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, children_done = stack.pop()
@@ -154,6 +164,9 @@ def _check_document(root: yaml.Node) -> None:
         on_path.add(key)
         if isinstance(node, yaml.MappingNode):
             _reject_duplicate_keys(node)
+            _name_values(node, names.get(key, ""), names)
+        elif isinstance(node, yaml.ScalarNode):
+            _reject_huge_int(node, names.get(key, ""))
         stack.append((node, True))
         stack.extend((kid, False) for kid in _children(node) if id(kid) not in size)
     extra = size[id(root)] - len(size)
@@ -161,6 +174,32 @@ def _check_document(root: yaml.Node) -> None:
         raise YamlRefused(
             f"anchors and aliases (&name / *name) expand the document by {extra:,} nodes, more than the "
             f"{MAX_ALIAS_NODES:,} accepted; write the repeated values out or use fewer aliases"
+        )
+
+
+def _name_values(node: yaml.MappingNode, prefix: str, names: dict[int, str]) -> None:
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and id(value_node) not in names:
+            names[id(value_node)] = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def _reject_huge_int(node: yaml.ScalarNode, name: str) -> None:
+    """An integer with more decimal digits than ``int()`` converts (a ValueError deep in the constructor otherwise)."""
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+    if node.tag != _INT_TAG or not limit:
+        return
+    text = node.value.lstrip("+-").lower()
+    if text.startswith(("0x", "0b", "0o")):  # power-of-two bases have no limit
+        return
+    digits = sum(ch.isdigit() for ch in text)
+    if digits > limit:
+        raise YamlRefused(
+            f"{name + ': ' if name else ''}a number of {digits} digits (at most {limit} are read); "
+            "no setting needs one, check the value",
+            node.start_mark,
         )
 
 
@@ -191,12 +230,45 @@ def _reject_duplicate_keys(node: yaml.MappingNode) -> None:
         seen[ident] = key_node.start_mark
 
 
-def parse_value(text: str) -> Any:
-    """An override's value, parsed as a YAML scalar/flow value (``1e-4`` -> float, ``null`` -> None)."""
+def parse_value(text: str, where: str | None = None) -> Any:
+    """An override's value, parsed as a YAML scalar/flow value (``1e-4`` -> float, ``null`` -> None).
+
+    Text that is not YAML stays a string. With ``where`` (e.g. ``override
+    optimizer.lr``), a value the loader refuses (an alias bomb, a duplicate key,
+    a 5000-digit number) or text that is not UTF-8 (undecodable bytes from the
+    command line) is a ConfigError naming ``where``; without it, such text also
+    stays a string.
+    """
+    if not text.strip():
+        return ""
     try:
-        return yaml.load(text, Loader=_Loader) if text.strip() else ""
-    except yaml.YAMLError:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # checked first: the pure-Python parser would take such text as a string
+        if where is None:
+            return text
+        raise ConfigError(f"{where}: the value is {_not_utf8(exc)}") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except YamlRefused as exc:
+        if where is None:
+            return text
+        raise ConfigError(f"{where}: {exc.problem}") from None
+    except (yaml.YAMLError, ValueError):
         return text
+
+
+def _not_utf8(exc: UnicodeEncodeError) -> str:
+    """Why text holding lone surrogates is refused, naming the bytes Python could not decode (``surrogateescape``)."""
+    bad = exc.object[exc.start : exc.end]
+    raw = bad.encode("utf-8", "surrogateescape") if all("\udc80" <= ch <= "\udcff" for ch in bad) else None
+    shown = "".join(f"\\x{b:02x}" for b in raw) if raw is not None else repr(bad)[1:-1]
+    return f"not UTF-8 (it holds {shown} at position {exc.start}, a byte the command line could not decode); write it in UTF-8"
+
+
+def describe_value(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters with an ellipsis (a value may be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -277,7 +349,7 @@ def apply_overrides(tree: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         key = key.strip()
         if key not in keys:
             raise ConfigError(f"override {key}: unknown config key{suggest(key, keys)}")
-        set_dotted(tree, key, parse_value(raw))
+        set_dotted(tree, key, parse_value(raw, f"override {key}"))
     return tree
 
 
@@ -347,7 +419,7 @@ def _describe(exc: ValidationError, tree: dict[str, Any], where: str) -> str:
     if not loc or loc not in known_keys():  # a cross-field check: its message names the keys
         return f"{where}: {loc + ': ' if loc else ''}{msg}"
     value = _lookup(tree, err["loc"])
-    got = f", got {value!r}" if value is not _MISSING else ""
+    got = f", got {describe_value(value)}" if value is not _MISSING else ""
     expected = _expected(loc)
     return f"{where}: {loc}: {msg}{got}{expected}"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -180,13 +181,15 @@ def split_of_weights(value: str | None) -> SplitRecord | None:
         return None
     import torch
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": a file torch cannot read is judged elsewhere
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception:
-            return None
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:
+                return None
     if isinstance(obj, dict) and isinstance(obj.get("split"), dict):
         try:
             return SplitRecord.from_mapping(obj["split"], f"model.weights={value}")

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from paramdoctor.config.loading import load_yaml_text, read_text_file, suggest
+from paramdoctor.config.loading import describe_value, load_yaml_text, read_text_file, suggest
 from paramdoctor.engine.schema import Rule
 from paramdoctor.errors import ConfigError, RuleError
 
@@ -44,10 +44,18 @@ def load_rule_file(path: str | Path) -> Rule:
 
 
 def load_rules_dir(directory: str | Path) -> list[Rule]:
+    """The rules in ``directory``'s ``*.yaml``/``*.yml`` files.
+
+    Any OSError while looking at the directory (a name too long for the file
+    system, a folder that cannot be listed) is a RuleError naming it.
+    """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise RuleError(f"{directory}: rule directory not found (pass a directory of *.yaml rule files)")
-    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    try:
+        if not directory.is_dir():
+            raise RuleError(f"{directory}: rule directory not found (pass a directory of *.yaml rule files)")
+        files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    except OSError as exc:
+        raise RuleError(f"{directory}: cannot read the rule directory ({exc.strerror or exc}); pass a directory of *.yaml rule files") from None
     return [load_rule_file(f) for f in files]
 
 
@@ -110,11 +118,11 @@ def describe_error(exc: ValidationError, data: Any) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         got = err.get("input")
         options = [o.strip().strip("'") for o in str(expected).replace(" or ", ", ").split(",")]
-        return f"{where}: must be one of {expected}, got {got!r}{suggest(str(got), options)}"
+        return f"{where}: must be one of {expected}, got {describe_value(got)}{suggest(str(got)[:200], options)}"
     if kind == "value_error":
         return f"{where + ': ' if where and not msg.startswith(where.split('[')[0]) else ''}{msg}"
     got = err.get("input")
-    return f"{where}: {msg}, got {got!r}" if where else msg
+    return f"{where}: {msg}, got {describe_value(got)}" if where else msg
 
 
 def _loc_text(loc: tuple) -> str:

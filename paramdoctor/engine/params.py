@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from paramdoctor.config.loading import load_yaml_text, parse_value, read_text_file, suggest
+from paramdoctor.config.loading import describe_value, load_yaml_text, parse_value, read_text_file, suggest
 from paramdoctor.engine.schema import Rule, is_count, value_problem
 from paramdoctor.errors import ConfigError, RuleError
 
@@ -62,7 +62,10 @@ def parse_param_overrides(items: Iterable[str]) -> Params:
         rule, dot, name = target.strip().partition(".")
         if not sep or not dot or not rule or not name:
             raise RuleError(f"rule parameter {item!r}: expected RULE.PARAM=VALUE, e.g. PD301.min_rise=0.2")
-        value = parse_value(raw.strip())
+        try:
+            value = parse_value(raw.strip(), f"--set {target.strip()}")
+        except ConfigError as exc:
+            raise RuleError(str(exc)) from None
         problem = value_problem(value)
         if problem:
             raise RuleError(f"--set {item}: {name.strip()} {problem}")
@@ -97,11 +100,11 @@ def load_project_params(path: str | Path | None = None) -> ProjectRules:
             if isinstance(value, str):
                 value = [value]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise RuleError(f"{path}: rules.disable: must be a list of rule codes or slugs, got {value!r}")
+                raise RuleError(f"{path}: rules.disable: must be a list of rule codes or slugs, got {describe_value(value)}")
             disable = tuple(value)
             continue
         if not isinstance(value, dict):
-            raise RuleError(f"{path}: rules.{key}: must be a mapping of parameter to value, got {value!r}")
+            raise RuleError(f"{path}: rules.{key}: must be a mapping of parameter to value, got {describe_value(value)}")
         params[str(key)] = {str(k): v for k, v in value.items()}
         for name, item in params[str(key)].items():
             where = f"{path}: rules.{key}.{name}"
@@ -179,6 +182,6 @@ def _check_value(rule: Rule, name: str, value: Any, origin: str | None) -> Any:
         ok = isinstance(value, str)
     if not ok:
         raise RuleError(
-            f"{where}rule {rule.code} parameter {name}: expected {type(default).__name__} like the default {default!r}, got {value!r}"
+            f"{where}rule {rule.code} parameter {name}: expected {type(default).__name__} like the default {default!r}, got {describe_value(value)}"
         )
     return value

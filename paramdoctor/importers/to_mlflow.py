@@ -4,7 +4,9 @@ Everything is checked and converted before the first request, so bad input
 creates nothing in the store. Requests: one experiment lookup (and a create
 when missing), one ``create_run``, ``log_batch`` calls of at most 100 params
 and 1000 metrics each (MLflow's per-request limits), one ``log_artifact`` for
-the original log file, one ``set_terminated``.
+the original log file, one ``set_terminated``. Should a request fail after the
+run exists (the store goes away, the artifact cannot be copied), the run is
+deleted before the error is raised: no half-written run stays visible.
 """
 
 from __future__ import annotations
@@ -118,13 +120,28 @@ def log_record(
         client.set_terminated(run_id, "FINISHED")
     except (MlflowException, OSError) as exc:
         if run_id is not None:
-            try:
-                client.set_terminated(run_id, "FAILED")
-            except (MlflowException, OSError):
-                pass
+            _discard(client, run_id)
         text = str(exc).strip().splitlines()
         raise InputError(f"cannot log the imported run to MLflow at {where} ({text[0][:200] if text else type(exc).__name__})") from None
     return run_id
+
+
+def _discard(client: "MlflowClient", run_id: str) -> None:
+    """Delete a run whose logging failed part way, so an import that fails leaves no half-written run.
+
+    MLflow's delete marks the run deleted (hidden from the UI and searches;
+    ``mlflow gc`` removes it for good). When even that fails, the run is marked
+    FAILED so it does not look finished.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_run(run_id)
+    except (MlflowException, OSError):
+        try:
+            client.set_terminated(run_id, "FAILED")
+        except (MlflowException, OSError):
+            pass
 
 
 def _param_key(name: str) -> str:

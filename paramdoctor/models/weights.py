@@ -249,9 +249,11 @@ def _why_unreadable(path: Path, exc: Exception) -> str:
             return "its first bytes are not those of a torch.save file"
     message = str(exc)
     if "Weights only load failed" in message:
-        found = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|\n|$)", message)
-        detail = found.group(1).strip() if found else "objects other than tensors"
-        return f"it holds Python objects that are not loaded for safety, only tensors are ({detail[:160]})"
+        # torch's text: "... WeightsUnpickler error: <detail> Please use ..." (the detail may sit between blank lines)
+        found = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Please use|Check the documentation|$)", message, re.S)
+        detail = " ".join(found.group(1).split()).rstrip(".") if found else ""
+        refused = "it holds Python objects that are not loaded for safety (only tensors and plain containers are)"
+        return f"{refused}: {detail[:160]}" if detail else refused
     return f"it is truncated or damaged ({_first_line(exc)})"
 
 

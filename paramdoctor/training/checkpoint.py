@@ -29,12 +29,14 @@ import fcntl
 import os
 import random
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from paramdoctor.durable import fsync_directory
 from paramdoctor.errors import InputError
 
 FORMAT = "paramdoctor-checkpoint/1"
@@ -56,11 +58,7 @@ def write_atomically(obj: Any, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_directory(path.parent)
 
 
 def rng_state() -> dict[str, Any]:
@@ -157,7 +155,9 @@ class CheckpointDir:
                 "(the run died before its first epoch ended, or ran on another machine or with another trainer.checkpoint_dir)"
             )
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's pickle-protocol notes would add lines to the one error line
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise InputError(f"checkpoint {path} cannot be read ({type(exc).__name__}): it is damaged; start a new run") from exc
         if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("run_id") != self.run_id:

@@ -359,7 +359,6 @@ def call_main(argv: list[str]) -> tuple[int | None, str | None]:
     """``main(argv)``: its exit code, or (None, what escaped it)."""
     from paramdoctor.cli import app as app_module
 
-    registered = len(app_module.app.registered_commands)
     try:
         with as_a_process_shows_warnings():
             code = app_module.main(list(argv))
@@ -369,9 +368,6 @@ def call_main(argv: list[str]) -> tuple[int | None, str | None]:
         frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
         return None, f"{type(exc).__module__}.{type(exc).__name__}: {_short(str(exc), 200)}{where}"
-    finally:
-        # main() registers every command again on each call; in-process callers would pile them up
-        del app_module.app.registered_commands[registered:]
     return code, None
 
 

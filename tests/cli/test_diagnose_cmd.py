@@ -206,7 +206,7 @@ def test_an_unreadable_store_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/broken.db")
     code, out, err = run_main(capsys, "latest")
     assert code == 2 and out == "" and err.count("\n") == 1
-    assert err.startswith("error: MLflow could not read the tracking store")
+    assert err.startswith(f"error: the MLflow store {tmp_path}/broken.db is not a readable SQLite database")
 
 
 # --- runs from other tools: the prescription in their own terms ----------------------

@@ -141,3 +141,60 @@ def test_unreadable_input_files_are_one_line_and_exit_2(tmp_path, tracking_uri, 
 
     assert main(["diagnose", "some-run", "--no-log", "--set", "PD301.min_rise=.nan"]) == 2
     assert "--set PD301.min_rise=.nan: min_rise must be a finite number" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["train", "--dry-run", "\n"], "error: \\n: config file not found"),
+        (["train", "--dry-run", "x\x00y"], "error: x\\x00y: cannot read config file (the path holds a null byte)"),
+        (["train", "--dry-run", "optim\nizer.lr=1"], "error: override optim\\nizer.lr: unknown config key"),
+        (["train", "--dry-run", "\udcff.l\tr=1"], "error: override \\udcff.l\\tr: unknown config key"),
+    ],
+    ids=["newline path", "null byte", "newline in key", "surrogate and tab"],
+)
+def test_control_characters_in_an_error_are_escaped_on_one_line(argv, shown, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\r" not in err
+    assert _one_error_line(err).startswith(shown)
+
+
+def test_a_long_error_line_is_cut_with_a_marker(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    key = "x" * 5000
+    assert main(["train", "--dry-run", f"{key}=1"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: override xxxx") and len(line) < 1100
+    assert line.endswith("characters in all]")
+
+
+def test_main_registers_the_commands_once(capsys):
+    """In-process callers (the fuzz tests, benchmarks) call main() many times; the app keeps one copy of each command."""
+    main(["rules", "--help"])
+    count = len(app_module.app.registered_commands)
+    for _ in range(3):
+        main(["train", "--bogus"])
+    capsys.readouterr()
+    assert len(app_module.app.registered_commands) == count
+
+
+def test_a_click_error_from_a_command_is_escaped_and_cut_too(capsys, monkeypatch):
+    """A command's own click error may quote raw text: one line, escaped, bounded, like every other error."""
+    boom = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    def register(app: typer.Typer) -> None:
+        @app.command()
+        def explode() -> None:
+            raise click.UsageError("bad name 'a\nb'; " + "x" * 3000)
+
+        @app.command()
+        def other() -> None:
+            pass
+
+    monkeypatch.setattr(app_module, "app", boom)
+    monkeypatch.setattr("paramdoctor.cli.commands.ALL", [register])
+    assert main(["explode"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: bad name 'a\\nb'; xxx") and len(line) < 1100

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from paramdoctor.config import apply_overrides, dump_yaml, flatten, known_keys, load_config, validate
@@ -214,3 +216,40 @@ def test_read_text_file_raises_the_callers_error_class(tmp_path):
         read_text_file(path, "expectation file", InputError)
     with pytest.raises(InputError, match="expectation file not found"):
         read_text_file(tmp_path / "none.yaml", "expectation file", InputError)
+
+
+# --- text a YAML parser or int() cannot take -----------------------------------------------
+
+
+def test_a_path_with_a_null_byte_is_one_config_error():
+    with pytest.raises(ConfigError, match=r"x\x00y: cannot read config file \(the path holds a null byte\)"):
+        read_config_file("x\x00y")
+
+
+def test_a_number_too_long_for_int_names_its_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  batch_size: " + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: line 2: data.batch_size: a number of 5000 digits"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^override trainer.gradient_clip_val: a number of 5000 digits"):
+        load_config(None, ["trainer.gradient_clip_val=" + "9" * 5000])
+
+
+@pytest.mark.parametrize("override", ["experiment.name=" + os.fsdecode(b"\xff"), "data.augment=\udc80"])
+def test_an_override_holding_undecodable_bytes_names_the_override(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    message = str(info.value)
+    assert message.startswith(f"override {key}: the value is not UTF-8")
+    assert "\\x" in message and "\n" not in message
+
+
+def test_a_value_echoed_in_an_error_is_shortened():
+    """Aliases expand a short override into a long value; the error quotes 80 characters of it."""
+    chain = "{k0: &a0 {k: lol}, k1: &a1 {j0: *a0, j1: *a0, j2: *a0}, k2: &a2 {j0: *a1, j1: *a1, j2: *a1}}"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [f"optimizer.betas={chain}"])
+    message = str(info.value)
+    assert "optimizer.betas" in message and "got {'k0': {'k': 'lol'}" in message and "..." in message
+    assert len(message) < 250

@@ -78,3 +78,16 @@ def test_an_alias_bomb_or_a_huge_rule_file_is_refused(tmp_path):
     (big / "PD901.yaml").write_text(yaml.safe_dump(BASE) + "#" * (1 << 20))
     with pytest.raises(RuleError, match="PD901.yaml: rule file is larger than 1 MiB"):
         load_rules(extra_dirs=[big], include_builtin=False)
+
+
+def test_a_rule_directory_the_system_cannot_look_at_is_one_rule_error(tmp_path, monkeypatch, capsys):
+    """A name longer than the file system allows (ENAMETOOLONG from is_dir) names the directory."""
+    from paramdoctor.cli.app import main
+
+    name = "a" * 300
+    with pytest.raises(RuleError, match=rf"^{name}: cannot read the rule directory \(File name too long\)"):
+        load_rules(extra_dirs=[name])
+    monkeypatch.chdir(tmp_path)
+    assert main(["rules", "--rules", name]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {name}: cannot read the rule directory") and err.count("\n") == 1

@@ -254,3 +254,19 @@ def test_every_torchvision_weight_gets_the_architecture_its_file_was_saved_from(
         compared = [k for k in state if not k.endswith("num_batches_tracked")]
         assert _same(bundle.model.state_dict(), state, compared), name
         os.remove(cache)
+
+
+def test_a_pickle_torch_refuses_is_one_line_without_a_warning(tracking_uri, tmp_path, capsys):
+    """A pickled pathlib.Path (protocol 4): torch warns about the protocol on every load; nothing but the error line shows."""
+    import warnings
+
+    (tmp_path / "w.pt").write_bytes(pickle.dumps(Path("x"), protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["train", "model.weights=w.pt", "data.subset=64", "trainer.max_epochs=1", "-q"])
+    assert code == 2
+    assert [str(w.message)[:60] for w in caught] == []
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: model.weights=w.pt: w.pt is not a PyTorch checkpoint")
+    assert "not loaded for safety (only tensors and plain containers are): Unsupported operand 149;" in err
+    assert "are ()" not in err

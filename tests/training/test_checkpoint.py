@@ -48,3 +48,18 @@ def test_load_last_says_where_it_looked_and_refuses_other_files(tmp_path):
         store.load_last()
     store.save_last({"epoch": 3})
     assert store.load_last()["epoch"] == 3
+
+
+def test_a_pickle_torch_refuses_as_last_pt_is_one_error_and_no_warning(tmp_path):
+    import pathlib
+    import pickle
+    import warnings
+
+    store = CheckpointDir(tmp_path, "abc123")
+    store.path.mkdir(parents=True)
+    store.last.write_bytes(pickle.dumps(pathlib.Path("x"), protocol=4))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(InputError, match="cannot be read"):
+            store.load_last()
+    assert not seen
