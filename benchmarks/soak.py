@@ -175,7 +175,7 @@ def points(client, run_id: str) -> dict[str, list[tuple[int, float]]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cycles", type=int, default=50, help="signals delivered to a live trainer (default 50)")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--outage-every", type=float, default=25.0, help="mean seconds between server outages")
     parser.add_argument("--outage-s", type=float, nargs=2, default=(3.0, 12.0), help="outage length range (s)")
     parser.add_argument("--seed", type=int, default=0)
@@ -193,7 +193,7 @@ def main() -> int:
     config = workdir / "soak.yaml"
     config.write_text(
         "experiment:\n  name: soak\n"
-        "data:\n  subset: 512\n"
+        "data:\n  subset: 1024\n"
         f"trainer:\n  max_epochs: {args.epochs}\n  flush_every_s: 0.5\n  heartbeat_every_s: 2\n"
         "early_stopping:\n  enabled: false\n"
     )
@@ -214,10 +214,16 @@ def main() -> int:
     if reference.wait() != 0 or reference_id is None:
         print(reference.stderr.read().decode(errors="replace"))
         return 1
-    training_s = time.monotonic() - t0  # from the run's start to the process's end
+    process_s = time.monotonic() - t0  # from the run's start to the process's end (closing and exit included)
     client = MlflowClient(server.uri)
     known = {reference_id}
-    print(f"reference run {reference_id}: {training_s:.1f} s of training, uninterrupted", flush=True)
+    # the epochs themselves: signals land at random moments of training, not of the process's exit
+    training_s = sum(m.value for m in client.get_metric_history(reference_id, "epoch/time_s"))
+    print(
+        f"reference run {reference_id}: {training_s:.1f} s of epochs, {process_s:.1f} s from its start to the "
+        "process's exit, uninterrupted",
+        flush=True,
+    )
 
     stop_outages = threading.Event()
 
@@ -242,7 +248,7 @@ def main() -> int:
         if started and chain.run_id is None:
             chain.run_id = started
         # a random moment of the training (a resumed process has less left: some signals find it finished)
-        delay = rng.uniform(0.0, training_s)
+        delay = rng.uniform(0.0, training_s * 1.1)
         try:
             if not started:
                 raise RuntimeError("the process ended before its training began")
@@ -262,6 +268,11 @@ def main() -> int:
             delivered_signals += 1
         exits[proc.returncode] += 1
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        with open(root / "trace.txt", "a") as trace:
+            trace.write(
+                f"{'resume' if chain.processes > 1 else 'fresh'} run={chain.run_id} started={started is not None} "
+                f"delay={delay:.2f} rc={proc.returncode} signals={dict(chain.signals)} err={_reason(err)!r}\n"
+            )
         if chain.run_id is None:
             chain.run_id = run_id_of(workdir, known)
         if proc.returncode == 2 and chain.run_id is None:

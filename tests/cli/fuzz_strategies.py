@@ -647,17 +647,11 @@ def argv_case(argv: list[str]) -> Case:
 
 
 def _tree(pairs: list[tuple[str, object]]) -> dict:
+    from paramdoctor.config.loading import set_dotted
+
     tree: dict = {}
     for dotted, value in pairs:
-        node = tree
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = value
+        set_dotted(tree, dotted, value)
     return tree
 
 
