@@ -106,6 +106,9 @@ def diagnose(
     record = resolved.record
     diag = judge(record)
     notes = [resolved.note] if resolved.note else []
+    resumable = _resume_hint(record)
+    if resumable:
+        notes.append(resumable)
 
     written = write_next_config(diag, record, write) if write is not None else None
     tool_written = write_tool_patch(diag, write, run_label=record.run_name or run) if write is not None else None
@@ -137,6 +140,17 @@ def diagnose(
 
 
 # --- pieces ------------------------------------------------------------------------
+
+
+def _resume_hint(record: "RunRecord") -> str | None:
+    """For a paramdoctor run someone stopped mid-training: the verdict is on part of a run, and it can go on."""
+    from paramdoctor import keys
+
+    if record.status != "KILLED" or keys.TAG_CHECKPOINT_DIR not in record.tags or not record.run_id:
+        return None
+    if record.tags.get(keys.TAG_STOP_REASON) not in (None, "interrupted"):
+        return None
+    return f"the run was stopped before it ended; this judges the epochs it ran. Carry it on with: paramdoctor train --resume {record.run_id}"
 
 
 def write_next_config(diag: "Diagnosis", record: "RunRecord", path: Path) -> Path:

@@ -63,7 +63,7 @@ class _StopAt:
         pass
 
 
-def test_a_run_stopped_mid_epoch_resumes_into_the_same_run_and_matches_an_uninterrupted_one(migrated_store_uri):
+def test_a_run_stopped_mid_epoch_resumes_into_the_same_run_and_matches_an_uninterrupted_one(migrated_store_uri, capsys):
     client = MlflowClient(migrated_store_uri)
     config = load_config(None, [*FAST, "trainer.max_epochs=4"])
     whole = fit(config)
@@ -74,6 +74,8 @@ def test_a_run_stopped_mid_epoch_resumes_into_the_same_run_and_matches_an_uninte
         [client.get_experiment_by_name("resume").experiment_id], filter_string="attributes.status = 'KILLED'"
     )[0]
     run_id = stopped.info.run_id
+    assert main(["diagnose", run_id, "--no-log", "--json"]) in (0, 1, 3)
+    assert f"note: the run was stopped before it ended; this judges the epochs it ran. Carry it on with: paramdoctor train --resume {run_id}" in capsys.readouterr().err
 
     result = resume(run_id)
     assert result.run_id == run_id and result.status == "FINISHED" and result.resumed_from_epoch == 2
