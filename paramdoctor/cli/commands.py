@@ -5,12 +5,13 @@ Adding a command is one module and one line here.
 
 from __future__ import annotations
 
-from paramdoctor.cli import diagnose_cmd, import_cmd, rules_cmd, sync_cmd, train_cmd
+from paramdoctor.cli import compare_cmd, diagnose_cmd, import_cmd, rules_cmd, sync_cmd, train_cmd
 
 ALL = [
     train_cmd.register,
     rules_cmd.register,
     diagnose_cmd.register,
+    compare_cmd.register,
     import_cmd.register,
     sync_cmd.register,
 ]
