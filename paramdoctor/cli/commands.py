@@ -5,7 +5,16 @@ Adding a command is one module and one line here.
 
 from __future__ import annotations
 
-from paramdoctor.cli import compare_cmd, diagnose_cmd, import_cmd, rules_cmd, sync_cmd, train_cmd
+from paramdoctor.cli import (
+    ablate_cmd,
+    compare_cmd,
+    diagnose_cmd,
+    import_cmd,
+    rules_cmd,
+    sync_cmd,
+    train_cmd,
+    treat_cmd,
+)
 
 ALL = [
     train_cmd.register,
@@ -14,4 +23,6 @@ ALL = [
     compare_cmd.register,
     import_cmd.register,
     sync_cmd.register,
+    treat_cmd.register,
+    ablate_cmd.register,
 ]
