@@ -46,19 +46,29 @@ LOCK = ".lock"
 
 
 def write_atomically(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, rename over ``path``, fsync the directory."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, rename over ``path``, fsync the directory.
+
+    Ctrl-C and SIGTERM are held back while the file is written: a
+    ``KeyboardInterrupt`` raised inside ``torch.save``'s writer leaves its zip
+    writer in a broken state, and the ``RuntimeError`` it raises on the way
+    out hid the interrupt, so a run stopped at that moment crashed instead of
+    ending KILLED. The signal is delivered as soon as the write is done.
+    """
+    from paramdoctor.tracking.uninterruptible import deferred_signals
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
+    with deferred_signals():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(obj, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        fsync_directory(path.parent)
 
 
 def rng_state() -> dict[str, Any]:

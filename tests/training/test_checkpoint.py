@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 
 import numpy as np
 import pytest
@@ -23,6 +24,25 @@ def test_a_write_that_fails_halfway_leaves_the_previous_file_whole_and_no_temp(t
     with pytest.raises(RuntimeError):
         write_atomically({"epoch": 2, "w": torch.zeros(1000), "bad": Unpicklable()}, path)
     assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_ctrl_c_during_the_write_lands_after_it_with_the_file_whole(tmp_path, monkeypatch):
+    # a KeyboardInterrupt inside torch.save broke its zip writer and surfaced as a RuntimeError (a crash, not KILLED)
+    from paramdoctor.training import checkpoint
+
+    real_save = torch.save
+
+    def save_interrupted(obj, fh):
+        signal.raise_signal(signal.SIGINT)  # the handler runs at the next bytecode: inside the write
+        real_save(obj, fh)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save_interrupted)
+    path = tmp_path / "last.pt"
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically({"epoch": 3, "w": torch.ones(4)}, path)
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    assert torch.load(path, weights_only=True)["epoch"] == 3
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
