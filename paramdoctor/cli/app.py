@@ -18,6 +18,7 @@ marker saying how long it was.
 
 from __future__ import annotations
 
+import os
 import sys
 import weakref
 from typing import Any
@@ -120,6 +121,10 @@ def usage_error_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app; a ParamDoctorError or a usage error becomes one line and exit code 2."""
+    # MLflow draws a tqdm bar on stderr for every artifact it downloads (a run's telemetry file, a
+    # checkpoint): noise between the command's own lines, and it broke the one-line error contract.
+    # A user who wants the bars sets the variable themselves.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     _register()
     try:
         result = app(args=argv, standalone_mode=False, prog_name="paramdoctor")
