@@ -179,9 +179,10 @@ def _print_round(console: "Console", r: "Round", metric: str) -> None:
     numbers.add_column("")
     numbers.add_column("before", justify="right")
     numbers.add_column("after", justify="right")
-    numbers.add_row(f"best {metric}", _num(r.best_before), _num(r.best_after))
-    numbers.add_row("best epoch", _num(r.best_epoch_before, "g"), _num(r.best_epoch_after, "g"))
-    numbers.add_row("time to best", _secs(r.time_to_best_before), _secs(r.time_to_best_after))
+    mean = f" (mean of {len(r.runs)})" if len(r.runs) > 1 else ""
+    numbers.add_row(f"best {metric}{mean}", _num(r.best_before), _num(r.best_after))
+    numbers.add_row(f"best epoch{mean}", _num(r.best_epoch_before, ".3g"), _num(r.best_epoch_after, ".3g"))
+    numbers.add_row(f"time to best{mean}", _secs(r.time_to_best_before), _secs(r.time_to_best_after))
     console.print(numbers)
     if r.ci is not None:
         p = "-" if r.p is None else f"{r.p:.3g}"
