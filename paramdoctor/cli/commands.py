@@ -10,6 +10,7 @@ from paramdoctor.cli import (
     compare_cmd,
     diagnose_cmd,
     import_cmd,
+    lr_find_cmd,
     rules_cmd,
     sync_cmd,
     train_cmd,
@@ -25,4 +26,5 @@ ALL = [
     sync_cmd.register,
     treat_cmd.register,
     ablate_cmd.register,
+    lr_find_cmd.register,
 ]
