@@ -6,7 +6,8 @@ A reference is tried in this order:
    ``run.json``, or any other file/directory, handed to
    :func:`paramdoctor.importers.load_foreign` (HF ``trainer_state.json``,
    Lightning ``metrics.csv``, ...);
-2. ``latest``: the newest run of the experiment;
+2. ``latest``: the newest training run of the experiment (lr-find sweeps and the
+   parents of tune studies and ablations, which hold results, are passed over);
 3. an MLflow run id (any experiment);
 4. a run name, searched in the experiment, newest first.
 
@@ -30,6 +31,16 @@ if TYPE_CHECKING:
 
 DEFAULT_EXPERIMENT = "paramdoctor"
 LATEST = "latest"
+LATEST_LOOKBACK = 100  # how many of the newest runs ``latest`` looks through for a training run
+# runs that hold an experiment's results rather than a training run's curves: `latest` passes over them
+BOOKKEEPING_KINDS = frozenset({"lr_find", "tune"})
+
+
+def is_bookkeeping_run(tags: dict[str, str]) -> bool:
+    """An lr-find sweep, a tune study's parent or an ablation's parent: no training curves to judge."""
+    if tags.get("paramdoctor.kind") in BOOKKEEPING_KINDS:
+        return True
+    return tags.get("paramdoctor.ablation") == "true" and "paramdoctor.ablation.variant" not in tags
 EXPORT_FILENAME = "run.json"
 
 Origin = Literal["mlflow", "export", "foreign"]
@@ -140,12 +151,21 @@ def _from_mlflow(
     client = client or open_client()
     if ref == LATEST:
         exp_id = _experiment_id(client, experiment, ref)
-        runs = client.search_runs([exp_id], max_results=1, order_by=["attributes.start_time DESC"])
+        runs = client.search_runs([exp_id], max_results=LATEST_LOOKBACK, order_by=["attributes.start_time DESC"])
         if not runs:
             raise InputError(
                 f"experiment '{experiment}' at {client.tracking_uri} has no runs (train one with `paramdoctor train`)"
             )
-        return ResolvedRun(record_from_mlflow(runs[0].info.run_id, client, mapping=mapping), "mlflow", client=client)
+        trained = [r for r in runs if not is_bookkeeping_run(r.data.tags)]
+        chosen = trained[0] if trained else runs[0]
+        skipped = runs.index(chosen)
+        note = (
+            f"latest: skipped {skipped} newer run{'s' if skipped != 1 else ''} that only hold results "
+            f"(lr-find sweeps, tune and ablation parents); using {chosen.info.run_id}"
+            if skipped
+            else None
+        )
+        return ResolvedRun(record_from_mlflow(chosen.info.run_id, client, mapping=mapping), "mlflow", note, client)
     if _looks_like_run_id(ref) and _run_exists(client, ref):
         return ResolvedRun(record_from_mlflow(ref, client, mapping=mapping), "mlflow", client=client)
     exp_id = _experiment_id(client, experiment, ref)

@@ -154,3 +154,25 @@ def test_missing_store_is_refused_without_creating_it(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="no MLflow store at sqlite:"):
         resolve_run("latest", experiment=None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_latest_passes_over_runs_that_only_hold_results_and_says_so(tmp_path, monkeypatch):
+    # an lr-find sweep or a tune/ablation parent made after the training run used to be what `latest` judged (exit 3)
+    uri, client = new_store(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    child = make_run(client, run_name="ablation-child", curves=healthy_curves(5), tmp_dir=tmp_path)
+    client.set_tag(child, "paramdoctor.ablation", "true")
+    client.set_tag(child, "paramdoctor.ablation.variant", "augment")
+    bookkeeping = []
+    for tags in ({"paramdoctor.kind": "lr_find"}, {"paramdoctor.kind": "tune"}, {"paramdoctor.ablation": "true"}):
+        time.sleep(0.01)
+        run_id = make_run(client, run_name="results", curves=healthy_curves(2), tmp_dir=tmp_path)
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+        bookkeeping.append(run_id)
+    resolved = resolve("latest", experiment=None)
+    assert resolved.record.run_id == child
+    assert resolved.note is not None and "skipped 3 newer runs" in resolved.note
+    for run_id in bookkeeping:  # still reachable by id
+        assert resolve_run(run_id).run_id == run_id
