@@ -15,6 +15,7 @@ from paramdoctor.cli import (
     sync_cmd,
     train_cmd,
     treat_cmd,
+    ui_cmd,
 )
 
 ALL = [
@@ -27,4 +28,5 @@ ALL = [
     treat_cmd.register,
     ablate_cmd.register,
     lr_find_cmd.register,
+    ui_cmd.register,
 ]

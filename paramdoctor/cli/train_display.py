@@ -95,25 +95,43 @@ def print_summary(console: Console, config: TrainConfig, result, *, wall_s: floa
         )
     console.print(table)
     console.print(f"diagnose it:  [bold]paramdoctor diagnose {result.run_id}[/]")
-    console.print(f"browse it:    {browse_line(result)}")
+    # soft_wrap: a URL folded over two lines cannot be clicked or copied
+    console.print(f"browse it:    {browse_line(result)}", soft_wrap=True)
 
 
 def browse_line(result) -> str:
-    """How to look at the run: its page on a tracking server, or the ``mlflow ui`` command for a local store.
+    """Where to look at the run: its page in a known UI, else how to start one on the local store.
 
-    ``mlflow ui --backend-store-uri http://...`` makes no sense (the UI would
-    try to serve a server from a server): a server already has a UI.
+    A UI is known from ``PARAMDOCTOR_UI_URL`` or an http(s) tracking URI
+    (:func:`paramdoctor.cli.ui_cmd.ui_base_url`); the link opens MLflow's
+    model-training view. ``mlflow ui --backend-store-uri http://...`` makes no
+    sense (the UI would try to serve a server from a server): a server already has a UI.
     """
+    from rich.markup import escape
+
+    from paramdoctor.cli.ui_cmd import DEFAULT_HOST, DEFAULT_PORT, run_url, ui_base_url
+    from paramdoctor.errors import InputError
+    from paramdoctor.tracking.run import resolve_tracking_uri
+
     uri = getattr(result, "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri and uri.startswith(("http://", "https://")):
-        experiment_id = getattr(result, "experiment_id", None) or _experiment_of(uri, result.run_id)
-        base = uri.rstrip("/")
+    experiment_id = getattr(result, "experiment_id", None)
+    try:
+        base = ui_base_url(uri)
+    except InputError as exc:
+        return f"[yellow]{escape(str(exc))}[/]"
+    if base:
+        if experiment_id is None and uri:
+            experiment_id = _experiment_of(uri, result.run_id)
         if experiment_id is None:
-            return f"[bold]{base}[/]  (run {result.run_id})"
-        return f"[bold]{base}/#/experiments/{experiment_id}/runs/{result.run_id}[/]"
-    if not uri:
-        return "[bold]mlflow ui   (in this directory)[/]  then open http://127.0.0.1:5000"
-    return f"[bold]mlflow ui --backend-store-uri {uri}[/]  then open http://127.0.0.1:5000"
+            return f"[bold]{escape(base)}[/]  (run {result.run_id})"
+        return f"[bold]{escape(run_url(base, experiment_id, result.run_id))}[/]"
+    local = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    page = run_url(local, experiment_id, result.run_id) if experiment_id is not None else local
+    if not uri or uri == resolve_tracking_uri():
+        command = "paramdoctor ui"  # here it opens the run's own store
+    else:
+        command = f"MLFLOW_TRACKING_URI={uri} paramdoctor ui"
+    return f"[bold]{escape(command)}[/]  then open {escape(page)}"
 
 
 def _experiment_of(uri: str, run_id: str) -> str | None:

@@ -95,6 +95,8 @@ def log_record(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from paramdoctor.tracking.run import get_or_create_experiment
+
     prepared = prepare(record)
     if client is None:
         from paramdoctor.tracking.store import prepare_store
@@ -104,8 +106,7 @@ def log_record(
     where = client.tracking_uri if hasattr(client, "tracking_uri") else tracking_uri()
     run_id = None
     try:
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+        experiment_id = get_or_create_experiment(client, experiment)  # created or marked as model training
         run = client.create_run(experiment_id, run_name=run_name or record.run_name, tags=prepared.tags)
         run_id = run.info.run_id
         for start in range(0, len(prepared.params), PARAMS_PER_BATCH):

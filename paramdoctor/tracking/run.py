@@ -24,6 +24,12 @@ normally, with its spool on disk (``handle.spooled``, ``handle.spool_path``)
 for ``paramdoctor sync``. ``on_tracking_event`` receives the few lines the
 user should see (server gone, server back, run left spooled).
 
+The experiment: created when missing, with MLflow's experiment tag
+``mlflow.experimentKind`` = ``custom_model_development`` (what the MLflow 3
+UI writes when a user picks "Machine learning" as an experiment's kind), and
+an existing experiment that has no kind yet gets the same tag; a kind already
+set (a user's choice, ``genai_development``) is never overwritten.
+
 Liveness: the run carries ``paramdoctor.heartbeat`` (unix seconds) and
 ``paramdoctor.heartbeat_every_s`` from the start, and the sink renews the
 heartbeat at least every ``heartbeat_every_s`` seconds; a RUNNING run with a
@@ -78,15 +84,21 @@ from paramdoctor.tracking.values import (
 MAX_PARAMS_TAGS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
 DEFAULT_EXPERIMENT = "paramdoctor"
 TAG_RESUMES = keys.TAG_RESUMES
+# MLflow's experiment kind, as its UI writes it (mlflow/server/js: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT)
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "MODEL_TRAINING_KIND",
     "RunHandle",
     "TAG_HEARTBEAT",
     "TAG_HEARTBEAT_EVERY",
+    "TAG_EXPERIMENT_KIND",
     "TAG_RESUMES",
     "TrackingEvent",
     "get_or_create_experiment",
+    "mark_model_training",
     "resolve_tracking_uri",
     "start_run",
 ]
@@ -103,11 +115,11 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
 
 
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created when missing."""
+    """The id of experiment ``name``, created when missing; either way marked as a model-training experiment."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, tags={TAG_EXPERIMENT_KIND: MODEL_TRAINING_KIND})
         except mlflow.exceptions.MlflowException:
             experiment = client.get_experiment_by_name(name)  # created meanwhile by another process
             if experiment is None:
@@ -117,7 +129,24 @@ def get_or_create_experiment(client: MlflowClient, name: str) -> str:
             f"MLflow experiment {name!r} is deleted: restore it "
             f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or choose another experiment.name"
         )
+    mark_model_training(client, experiment)
     return experiment.experiment_id
+
+
+def mark_model_training(client: MlflowClient, experiment: Any) -> bool:
+    """Tag ``experiment`` (an MLflow ``Experiment``) as model training unless it has a kind; True when tagged now.
+
+    A kind someone set is theirs: it is left as it is. A store that refuses the
+    write (a user with read-only rights on the experiment) costs the tag, not the run.
+    """
+    if (experiment.tags or {}).get(TAG_EXPERIMENT_KIND):
+        return False
+    try:
+        client.set_experiment_tag(experiment.experiment_id, TAG_EXPERIMENT_KIND, MODEL_TRAINING_KIND)
+    except mlflow.exceptions.MlflowException as exc:
+        _log.debug("experiment %s left without a kind: %s", experiment.experiment_id, one_line(exc))
+        return False
+    return True
 
 
 def _tag_values(tags: Mapping[str, Any]) -> dict[str, str]:

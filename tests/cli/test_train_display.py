@@ -11,6 +11,11 @@ from paramdoctor.cli.train_display import print_summary
 from paramdoctor.config import load_config
 
 
+@pytest.fixture(autouse=True)
+def _no_ui_address_from_the_environment(monkeypatch):
+    monkeypatch.delenv("PARAMDOCTOR_UI_URL", raising=False)
+
+
 def result(**overrides):
     fields = dict(
         run_id="a" * 32, run_name="cli-run", experiment="paramdoctor", status="FINISHED", stop_reason="max_epochs",
@@ -43,11 +48,29 @@ def test_the_server_from_the_environment_when_the_result_does_not_say(monkeypatc
     assert f"http://tracking.example:5000/#/experiments/7/runs/{'a' * 32}" in out and "mlflow ui" not in out
 
 
-def test_a_local_store_is_browsed_with_mlflow_ui(monkeypatch, tmp_path):
+def test_a_local_store_is_browsed_with_paramdoctor_ui(monkeypatch, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    page = f"http://127.0.0.1:5000/#/experiments/7/runs/{'a' * 32}?workflowType=machine_learning"
     out = summary(result(tracking_uri=uri), monkeypatch)
-    assert f"browse it:    mlflow ui --backend-store-uri {uri}  then open http://127.0.0.1:5000" in out
-    assert "mlflow ui   (in this directory)" in summary(result(), monkeypatch)
+    assert f"browse it:    MLFLOW_TRACKING_URI={uri} paramdoctor ui  then open {page}" in out
+    assert f"browse it:    paramdoctor ui  then open {page}" in summary(result(), monkeypatch)
+    same_store = summary(result(tracking_uri=uri), monkeypatch, env_uri=uri)
+    assert f"browse it:    paramdoctor ui  then open {page}" in same_store
+
+
+def test_a_known_ui_gets_the_runs_page_in_the_model_training_view(monkeypatch, tmp_path):
+    monkeypatch.setenv("PARAMDOCTOR_UI_URL", "http://127.0.0.1:5055/")
+    out = summary(result(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"), monkeypatch)
+    assert f"browse it:    http://127.0.0.1:5055/#/experiments/7/runs/{'a' * 32}?workflowType=machine_learning\n" in out
+    # the UI's address wins over the tracking server's (a proxy in front of the server, say)
+    out = summary(result(tracking_uri="http://mlflow.internal:5000"), monkeypatch)
+    assert "http://127.0.0.1:5055/#/experiments/7/runs/" in out and "mlflow.internal" not in out
+
+
+def test_a_bad_ui_address_is_named_and_the_summary_still_prints(monkeypatch):
+    monkeypatch.setenv("PARAMDOCTOR_UI_URL", "localhost:5000")
+    out = summary(result(), monkeypatch)
+    assert "PARAMDOCTOR_UI_URL='localhost:5000' is not an http(s) address" in out and "FINISHED" in out
 
 
 def test_spooled_metrics_are_shown_with_the_command_that_sends_them(monkeypatch):
