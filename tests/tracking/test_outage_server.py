@@ -55,6 +55,9 @@ class Server:
             assert self.proc.poll() is None, (self.root / "server.log").read_text()[-3000:]
             try:
                 if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    # /health answers before the store is opened; the first store request can take
+                    # seconds on a loaded machine, far past the tests' 2 s client timeout. Warm it here.
+                    requests.get(f"{self.url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=timeout_s)
                     return
             except requests.RequestException:
                 pass
