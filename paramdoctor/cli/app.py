@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     # checkpoint): noise between the command's own lines, and it broke the one-line error contract.
     # A user who wants the bars sets the variable themselves.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # and, against a tracking server, "View run ... / View experiment ..." on stdout at every run end,
+    # which broke the --json commands' one-object output; paramdoctor prints its own links.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     _register()
     try:
         result = app(args=argv, standalone_mode=False, prog_name="paramdoctor")

@@ -543,9 +543,36 @@ def send_op(client, run_id: str, op: dict[str, Any], files_dir: Path | None = No
         local = op["local_path"] if "local_path" in op else str(Path(files_dir or ".") / op["file"])
         client.log_artifact(run_id, local, op.get("artifact_path"))
     elif kind == "terminate":
-        client.set_terminated(run_id, op["status"], op.get("end_time"))
+        set_terminated(client, run_id, op["status"], op.get("end_time"))
     else:
         raise SpoolCorrupt(f"unknown spooled operation {kind!r} for run {run_id}")
+
+
+ENV_NO_RUN_LINKS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+_NO_RUN_LINKS_LOCK = threading.Lock()
+
+
+def set_terminated(client, run_id: str, status: str, end_time: int | None = None) -> None:
+    """``client.set_terminated`` without the two lines MLflow writes to stdout for a run on a tracking server.
+
+    On an HTTP tracking URI MLflow's ``set_terminated`` fetches the whole run
+    again and prints ``🏃 View run NAME at: URL`` and ``🧪 View experiment at:
+    URL`` to stdout, for every run: on a team's server they landed in the
+    middle of ``tune --json`` and ``treat --json`` (a pair per trial or child
+    run). MLflow's own switch, ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT``, is
+    set for the call (unless the user set it), so the status still goes
+    through ``client`` (a wrapping client sees the call) and costs one
+    request instead of two.
+    """
+    with _NO_RUN_LINKS_LOCK:
+        ours = ENV_NO_RUN_LINKS not in os.environ
+        if ours:
+            os.environ[ENV_NO_RUN_LINKS] = "true"
+        try:
+            client.set_terminated(run_id, status, end_time)
+        finally:
+            if ours:
+                os.environ.pop(ENV_NO_RUN_LINKS, None)
 
 
 def describe(op: dict[str, Any]) -> str:

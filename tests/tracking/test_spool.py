@@ -191,3 +191,34 @@ def test_the_bound_drops_the_oldest_step_points_and_never_epoch_metrics(tmp_path
     again = Spool(tmp_path, "r1")
     again.acquire()
     assert again.records() == kept  # the rewritten file reads back the same
+
+
+class LinkWatchingClient(MlflowClient):
+    """A real client that notes whether MLflow's run-link printing is switched off while the status is set."""
+
+    switch_seen: list[str | None] = []
+
+    def set_terminated(self, *args, **kwargs):
+        import os
+
+        self.switch_seen.append(os.environ.get("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"))
+        return super().set_terminated(*args, **kwargs)
+
+
+@pytest.mark.parametrize("user_setting", [None, "false"])
+def test_the_status_goes_through_the_client_without_mlflows_run_links_on_stdout(mlflow_store, monkeypatch, user_setting):
+    """On a tracking server MLflow prints '🏃 View run ...' to stdout at every set_terminated: it broke `tune --json`."""
+    import os
+
+    if user_setting is None:
+        monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", user_setting)
+    client = LinkWatchingClient(tracking_uri=mlflow_store)
+    client.switch_seen = []
+    run_id = new_run(client)
+    send_op(client, run_id, {"op": "terminate", "status": "KILLED", "end_time": 1234})
+    info = client.get_run(run_id).info
+    assert (info.status, info.end_time) == ("KILLED", 1234)
+    assert client.switch_seen == ["true" if user_setting is None else user_setting]  # a user's own choice stands
+    assert os.environ.get("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT") == user_setting  # and nothing is left behind
