@@ -15,6 +15,7 @@ from paramdoctor.cli import (
     sync_cmd,
     train_cmd,
     treat_cmd,
+    tune_cmd,
     ui_cmd,
 )
 
@@ -28,5 +29,6 @@ ALL = [
     treat_cmd.register,
     ablate_cmd.register,
     lr_find_cmd.register,
+    tune_cmd.register,
     ui_cmd.register,
 ]

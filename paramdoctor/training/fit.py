@@ -14,6 +14,11 @@ duplicate step (the tracking layer drops steps the run already holds).
 
 Bad input (config, data, weights) fails before any MLflow run exists, so there
 is never a half-written run.
+
+A caller that trains many runs (``tune``) can end one early and in order: its
+listener raises :class:`StopTraining` from ``on_epoch_end`` (a pruned trial),
+and ``metric_tap`` receives every metric the monitor logs, in process, so the
+caller can judge the partial curves without reading them back from MLflow.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -42,10 +47,14 @@ from paramdoctor.training.early_stopping import EarlyStopping
 from paramdoctor.training.optim import build_optimizer
 from paramdoctor.training.schedule import build_scheduler
 
+if TYPE_CHECKING:
+    from paramdoctor.hooks import MetricSink
+
 STOP_EARLY = "early_stopping"
 STOP_MAX_EPOCHS = "max_epochs"
 STOP_NONFINITE = "nonfinite_loss"
 STOP_INTERRUPTED = "interrupted"
+STOP_PRUNED = "pruned"
 
 
 @dataclass
@@ -80,6 +89,25 @@ class FitListener(Protocol):
         """``loss`` is a 0-dim tensor, possibly on the GPU: convert it only when the display refreshes."""
 
     def on_epoch_end(self, *, epoch: int, metrics: dict[str, float], improved: bool) -> None: ...
+
+
+class StopTraining(Exception):
+    """Raised by a listener to end the run early, in order (a pruned trial).
+
+    From ``on_epoch_end`` the epoch is complete: its metrics are stored and its
+    checkpoint written first. Then the run ends like an early-stopped one: the
+    best weights restored and ``checkpoints/best.pt`` logged, ``tags`` set on
+    the run, status FINISHED and stop reason ``reason``. Raised from ``on_step``
+    the epoch in progress is cut short (the checkpoint is the last complete
+    epoch's). A non-finite loss still wins: that run ends FAILED with stop
+    reason ``nonfinite_loss``, as without a listener.
+    """
+
+    def __init__(self, reason: str = STOP_PRUNED, message: str = "", tags: dict[str, str] | None = None) -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+        self.message = message
+        self.tags = dict(tags or {})
 
 
 class _TrainingFailed(Exception):
@@ -191,6 +219,7 @@ def fit(
     extra_tags: dict[str, str] | None = None,
     resume_from: ResumePoint | None = None,
     on_tracking_event: Callable[[Any], None] | None = None,
+    metric_tap: MetricSink | None = None,
 ) -> FitResult:
     """Train ``config`` and record it as one MLflow run. Returns the run's outcome.
 
@@ -200,11 +229,13 @@ def fit(
     an interrupted run in the same MLflow run from its last complete epoch.
     ``on_tracking_event`` hears, once each, that the tracking server went away
     or came back (``paramdoctor.tracking.sink.TrackingEvent``); by default
-    those lines go to the log.
+    those lines go to the log. ``metric_tap`` (a ``paramdoctor.hooks.MetricSink``,
+    e.g. ``MemorySink``) also receives every metric the monitor logs. A listener
+    may raise :class:`StopTraining` to end the run early (stop reason ``pruned``).
     """
     from paramdoctor.data import build_loaders
     from paramdoctor.data.lineage import split_of_weights
-    from paramdoctor.hooks import NonFiniteLossError, TrainingMonitor
+    from paramdoctor.hooks import FanoutSink, NonFiniteLossError, TrainingMonitor
     from paramdoctor.models import build_model
     from paramdoctor.tracking import start_run
 
@@ -334,7 +365,7 @@ def fit(
                 run.set_tags({keys.TAG_CHECKPOINT_DIR: str(checkpoints.path)})
             monitor = TrainingMonitor(
                 optimizer,
-                run.sink,
+                run.sink if metric_tap is None else FanoutSink(run.sink, metric_tap),
                 model=model,
                 layer_groups=bundle.layer_groups,
                 log_every_n_steps=config.trainer.log_every_n_steps,
@@ -449,15 +480,24 @@ def fit(
                     improved = stopper.update(epoch, metrics[es_cfg.monitor])
                     if improved and es_cfg.restore_best_weights:
                         best_state = cpu_state_dict(model)
-                    listener.on_epoch_end(epoch=epoch, metrics=metrics, improved=improved)
+                    stop_request: StopTraining | None = None
+                    try:
+                        listener.on_epoch_end(epoch=epoch, metrics=metrics, improved=improved)
+                    except StopTraining as exc:
+                        stop_request = exc  # after the checkpoint: the epoch is complete
                     if config.trainer.stop_on_nonfinite and not math.isfinite(train_loss):
                         raise NonFiniteLossError(f"train/loss is {train_loss} at epoch {epoch}")
                     save_checkpoint(epoch, improved)
+                    if stop_request is not None:
+                        raise stop_request
                     if es_cfg.enabled and stopper.should_stop:
                         stop_reason = STOP_EARLY
                         break
             except NonFiniteLossError as exc:
                 stop_reason, status, failure = STOP_NONFINITE, "FAILED", str(exc)
+            except StopTraining as exc:
+                stop_reason = exc.reason
+                run.set_tags(exc.tags)
             except KeyboardInterrupt:
                 _finish(run, model, best_state, stopper, STOP_INTERRUPTED, es_cfg.restore_best_weights, loaders, history)
                 raise
