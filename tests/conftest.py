@@ -55,3 +55,20 @@ def _no_artifacts_in_the_repo(request):
     yield
     if not existed and os.path.exists(_REPO_MLRUNS):
         pytest.fail(f"{request.node.nodeid} wrote MLflow artifacts into {_REPO_MLRUNS}; keep them under tmp_path")
+
+
+@pytest.fixture(scope="module")
+def module_store(tmp_path_factory, migrated_mlflow_db):
+    """One SQLite MLflow store (a copy of the migrated template) for a whole test module, as its
+    MLFLOW_TRACKING_URI and working directory: an MlflowClient on it."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("mlflow")
+    shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
+    uri = f"sqlite:///{root}/mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.chdir(root)
+        yield MlflowClient(tracking_uri=uri)

@@ -158,14 +158,10 @@ class _Prepared:
 
 def prepare(config: TrainConfig) -> _Prepared:
     """Seed, then build device, data, model and optimizer the way ``paramdoctor.training.fit`` does."""
-    import torch
-    from torch import nn
 
     from paramdoctor.data import build_loaders
     from paramdoctor.data.lineage import split_of_weights
-    from paramdoctor.models import build_model
-    from paramdoctor.training.fit import resolve_device, resolve_precision, seed_everything
-    from paramdoctor.training.optim import build_optimizer
+    from paramdoctor.training.fit import model_on_device, resolve_device, resolve_precision, seed_everything
 
     seed_everything(config.seed)
     device = resolve_device(config.trainer.device)
@@ -180,17 +176,7 @@ def prepare(config: TrainConfig) -> _Prepared:
     )
     if len(loaders.train) == 0:
         raise InputError(f"data: the training split of {config.data.dataset} is empty; nothing to sweep on")
-    bundle = build_model(
-        config.model, num_classes=loaders.num_classes, in_channels=loaders.in_channels, image_size=loaders.image_size
-    )
-    model = bundle.model.to(device)
-    if config.model.batchnorm_momentum is not None:
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.momentum = config.model.batchnorm_momentum
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config, bundle.param_groups, fused=device.type == "cuda")
+    bundle, model, optimizer = model_on_device(config, config.model, loaders, device)
     return _Prepared(config, device, amp_dtype, loaders, bundle, model, optimizer)
 
 

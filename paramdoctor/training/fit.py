@@ -128,6 +128,27 @@ class _Silent:
 # --- set-up helpers -------------------------------------------------------------
 
 
+def model_on_device(config: TrainConfig, model_cfg: Any, loaders: Any, device: torch.device) -> tuple[Any, nn.Module, Any]:
+    """(bundle, model on ``device``, optimizer) as ``fit`` builds them; lr-find builds its copy the same way.
+
+    ``model_cfg`` is ``config.model`` or a variant of it (a resumed run does not load its first weights again).
+    """
+    from paramdoctor.models import build_model
+
+    bundle = build_model(
+        model_cfg, num_classes=loaders.num_classes, in_channels=loaders.in_channels, image_size=loaders.image_size
+    )
+    model = bundle.model.to(device)
+    if config.model.batchnorm_momentum is not None:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = config.model.batchnorm_momentum
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(config, bundle.param_groups, fused=device.type == "cuda")
+    return bundle, model, optimizer
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -236,7 +257,6 @@ def fit(
     from paramdoctor.data import build_loaders
     from paramdoctor.data.lineage import split_of_weights
     from paramdoctor.hooks import FanoutSink, NonFiniteLossError, TrainingMonitor
-    from paramdoctor.models import build_model
     from paramdoctor.tracking import start_run
 
     listener = listener or _Silent()
@@ -270,17 +290,7 @@ def fit(
             f"cannot resume run {resume_from.run_id}: its data changed since it started "
             f"(split {resume_from.split.to_json()}, now {loaders.split.to_json() if loaders.split else None}); start a new run"
         )
-    bundle = build_model(
-        model_cfg, num_classes=loaders.num_classes, in_channels=loaders.in_channels, image_size=loaders.image_size
-    )
-    model = bundle.model.to(device)
-    if config.model.batchnorm_momentum is not None:
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.momentum = config.model.batchnorm_momentum
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config, bundle.param_groups, fused=device.type == "cuda")
+    bundle, model, optimizer = model_on_device(config, model_cfg, loaders, device)
     accumulate = config.trainer.accumulate_grad_batches
     steps_per_epoch = math.ceil(len(loaders.train) / accumulate)
     total_steps = steps_per_epoch * config.trainer.max_epochs

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
-from mlflow import MlflowClient
 
 from paramdoctor import keys
 from paramdoctor.config import load_config, to_tree
@@ -22,17 +20,6 @@ from paramdoctor.hooks import MemorySink
 from paramdoctor.training import fit
 
 TINY = ["data.subset=256", "data.batch_size=16", "trainer.telemetry_every_n_steps=2", "experiment.name=prune"]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, migrated_mlflow_db):
-    root = tmp_path_factory.mktemp("mlflow")
-    shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
-    uri = f"sqlite:///{root}/mlflow.db"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.chdir(root)
-        yield MlflowClient(tracking_uri=uri)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +46,7 @@ def test_the_pruning_set_is_read_from_severity_and_category():
     assert all(r.severity in ("critical", "error") for r in pruning_rules(rules))
 
 
-def test_an_exploding_sgd_lr10_trial_is_pruned_in_its_first_epoch_with_the_finding_recorded(store, doctor):
+def test_an_exploding_sgd_lr10_trial_is_pruned_in_its_first_epoch_with_the_finding_recorded(module_store, doctor):
     # weight decay 1.0 at lr 10: the loss grows ~1e17x within the first epoch (NaN only follows later)
     result, listener = _train(["trainer.max_epochs=4", "optimizer.name=sgd", "optimizer.lr=10",
                                "optimizer.weight_decay=1.0"], doctor)
@@ -67,21 +54,21 @@ def test_an_exploding_sgd_lr10_trial_is_pruned_in_its_first_epoch_with_the_findi
     assert pruned is not None and pruned.by == "PD102" and pruned.epoch == 1
     assert pruned.reason.startswith("step/loss grew") and "above its running minimum" in pruned.reason
     assert result.status == "FINISHED" and result.stop_reason == "pruned" and result.epochs_run == 1
-    tags = store.get_run(result.run_id).data.tags
+    tags = module_store.get_run(result.run_id).data.tags
     assert tags[TAG_PRUNED_BY] == "PD102" and tags["paramdoctor.pruned_reason"] == pruned.reason
     assert tags[keys.TAG_STOP_REASON] == "pruned"
     assert listener.check_ms is not None and len(listener.check_seconds) == 1
 
 
-def test_a_dead_sgd_lr10_trial_is_pruned_once_the_rule_has_its_epochs(store, doctor):
+def test_a_dead_sgd_lr10_trial_is_pruned_once_the_rule_has_its_epochs(module_store, doctor):
     result, listener = _train(["trainer.max_epochs=8", "optimizer.name=sgd", "optimizer.lr=10"], doctor)
     pruned = listener.pruned
     assert pruned is not None and pruned.by == "PD205" and "chance-level loss" in pruned.reason
     assert pruned.epoch == 3 and result.epochs_run == 3  # of 8: PD205 needs three epochs of training loss
-    assert store.get_run(result.run_id).data.tags[TAG_PRUNED_BY] == "PD205"
+    assert module_store.get_run(result.run_id).data.tags[TAG_PRUNED_BY] == "PD205"
 
 
-def test_a_nan_loss_counts_as_pruned_by_the_doctor_not_a_crash(store, doctor):
+def test_a_nan_loss_counts_as_pruned_by_the_doctor_not_a_crash(module_store, doctor):
     # batches of 8: the loss turns NaN at step 31, inside the first epoch, before any epoch-end check
     result, listener = _train(["trainer.max_epochs=4", "data.batch_size=8", "optimizer.name=sgd", "optimizer.lr=10",
                                "optimizer.weight_decay=1.0"], doctor)
@@ -89,14 +76,14 @@ def test_a_nan_loss_counts_as_pruned_by_the_doctor_not_a_crash(store, doctor):
     assert listener.pruned.by == "PD101" and "became nan" in listener.pruned.reason
 
 
-def test_a_healthy_trial_is_not_pruned(store, doctor):
+def test_a_healthy_trial_is_not_pruned(module_store, doctor):
     result, listener = _train(["trainer.max_epochs=4"], doctor)
     assert listener.pruned is None
     assert result.status == "FINISHED" and result.stop_reason in ("max_epochs", "early_stopping")
     assert len(listener.check_seconds) == result.epochs_run  # judged every epoch, silent every time
 
 
-def test_no_doctor_means_a_nan_is_pruned_by_fits_own_stop(store):
+def test_no_doctor_means_a_nan_is_pruned_by_fits_own_stop(module_store):
     result, listener = _train(["trainer.max_epochs=4", "data.batch_size=8", "optimizer.name=sgd", "optimizer.lr=10",
                                "optimizer.weight_decay=1.0"], None)
     assert listener.pruned.by == "nonfinite_loss" and "non-finite" in listener.pruned.reason

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 
 import optuna
 import pytest
-from mlflow import MlflowClient
 
 from paramdoctor.config import load_config, validate
 from paramdoctor.diagnosis import Diagnosis
@@ -22,18 +20,7 @@ BASE = ["data.subset=192", "data.batch_size=16", "trainer.max_epochs=3", "traine
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, migrated_mlflow_db):
-    root = tmp_path_factory.mktemp("mlflow")
-    shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
-    uri = f"sqlite:///{root}/mlflow.db"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.chdir(root)
-        yield MlflowClient(tracking_uri=uri)
-
-
-@pytest.fixture(scope="module")
-def studied(store):
+def studied(module_store):
     """An in-memory study whose one complete trial is the base config, trained for real."""
     base = load_config(None, BASE)
     space = default_space(base)
