@@ -257,7 +257,8 @@ def markdown(results: list[Treatment]) -> str:
             still = [c for c in r.expected if c in last["findings_after"]]
             cleared = "yes" if not still else f"no ({', '.join(still)} still fires)"
         cured = f"round {r.cured_round}" if r.cured else "no"
-        lines.append(f"| {r.sample} | {findings} | {len(r.rounds)} | {cleared} | {_fmt(r.best_before)} → {trail} | {cured} |")
+        best = f"{_fmt(r.best_before)} → {trail} ({r.monitor}, {r.mode})"
+        lines.append(f"| {r.sample} | {findings} | {len(r.rounds)} | {cleared} | {best} | {cured} |")
     return "\n".join(lines)
 
 

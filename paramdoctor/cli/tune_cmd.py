@@ -228,7 +228,7 @@ def _print_trial(console: "Console", row: "TrialRow") -> None:
     if row.state == "COMPLETE":
         text = f"{head}  [green]{row.value:.4f}[/]  {source} {escape(_params(row.params))}"
     elif row.state == "PRUNED":
-        text = (f"{head}  [yellow]pruned by {escape(row.pruned_by or '?')}[/] after {row.epochs or '?'} epochs {source} "
+        text = (f"{head}  [yellow]pruned by {escape(row.pruned_by or '?')}[/] after {row.epochs or '?'} epoch{'' if row.epochs == 1 else 's'} {source} "
                 f"{escape(_params(row.params))}\n           {escape(row.pruned_reason or '')}")
     else:
         text = f"{head}  [red]{row.state.lower()}[/] {source} {escape(_params(row.params))}: {escape(row.failure or '')}"
