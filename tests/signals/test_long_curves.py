@@ -48,7 +48,9 @@ def test_trend_and_spike_signals_on_a_million_points_are_fast_and_bounded():
     finally:
         tracemalloc.stop()
     assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"
-    assert elapsed < 20.0, f"{elapsed:.1f} s"  # ~3 s alone on one core; generous for a shared machine
+    # ~3 s alone on one core (with tracemalloc on); the bound is there to catch a quadratic pass (hours on a
+    # million points), not to time anything: 23 s was seen on a 2-core machine at load 8
+    assert elapsed < 90.0, f"{elapsed:.1f} s"
     assert t is not None and t.n == N and t.direction == -1 and t.slope_low <= t.slope <= t.slope_high < 0
     assert improving is not None and improving.window == 300_000 and improving.slope < 0
     assert flat is not None and gap is not None and turn is not None and wobble is not None
