@@ -10,6 +10,7 @@ Typical use::
 from paramdoctor.engine.evaluate import Verdict, diagnose, evaluate, evaluate_rule
 from paramdoctor.engine.loader import builtin_rules_dir, find_rule, load_rule_file, load_rules, load_rules_dir
 from paramdoctor.engine.measure import SIGNALS, Measurement, SignalSpec, Unavailable
+from paramdoctor.engine.memo import RecordMemo
 from paramdoctor.engine.params import (
     PROJECT_FILE,
     ProjectRules,
@@ -29,6 +30,7 @@ __all__ = [
     "STAGES",
     "Measurement",
     "ProjectRules",
+    "RecordMemo",
     "Rule",
     "SignalSpec",
     "Unavailable",

@@ -10,6 +10,7 @@ import numpy as np
 
 from paramdoctor import keys, signals
 from paramdoctor.record import RunRecord, Series
+from paramdoctor.signals.noise import median
 
 # Tools whose losses are sums of components (detection, segmentation) or language-model losses:
 # no chance level can be read off their first or flat loss values.
@@ -79,7 +80,7 @@ def start_loss(record: RunRecord) -> float | None:
             continue
         first = s.values[np.isfinite(s.values)][: 5 if key == keys.STEP_LOSS else 1]
         if first.size:
-            return float(np.median(first))
+            return float(median(first))
     return None
 
 

@@ -17,9 +17,10 @@ import numpy as np
 from paramdoctor.diagnosis import Diagnosis, Evidence, Finding, Skipped, jsonable
 from paramdoctor.engine import context
 from paramdoctor.engine.measure import SIGNALS, Measurement, Request, Unavailable
+from paramdoctor.engine.memo import RecordMemo
 from paramdoctor.engine.params import resolve_disabled, resolve_params
 from paramdoctor.engine.schema import OPS, Rule
-from paramdoctor.engine.stages import severity_rank
+from paramdoctor.engine.stages import severity_rank, stage_of
 from paramdoctor.engine.summary import summarize
 from paramdoctor.engine.template import render
 from paramdoctor.record import RunRecord
@@ -34,16 +35,25 @@ class Verdict:
     skipped: Skipped | None = None
 
 
-def evaluate_rule(rule: Rule, record: RunRecord, params: Mapping[str, Any] | None = None) -> Verdict:
-    """Judge one rule; ``params`` are its resolved parameters (defaults when None)."""
+def evaluate_rule(
+    rule: Rule, record: RunRecord, params: Mapping[str, Any] | None = None, memo: RecordMemo | None = None
+) -> Verdict:
+    """Judge one rule; ``params`` are its resolved parameters (defaults when None).
+
+    ``memo`` is what this diagnosis already derived from ``record``
+    (:class:`~paramdoctor.engine.memo.RecordMemo`; a fresh one when None):
+    rules that share a signal and its settings share one measurement.
+    """
+    memo = RecordMemo(record) if memo is None else memo.belongs_to(record)
     params = dict(rule.params if params is None else params)
-    reason = _missing_input(rule, record) or _not_applicable(rule, record)
+    reason = _missing_input(rule, record, memo) or _not_applicable(rule, record)
     if reason:
         return _skip(rule, reason)
     series = next((s for s in rule.series if record.get(s) is not None), None)
     spec = SIGNALS[rule.signal]
+    request = Request(record=record, params=params, series=series, memo=memo)  # refuses another record's memo
     try:
-        outcome = spec.measure(Request(record=record, params=params, series=series))
+        outcome = request.memo.measurement(spec, params, series, lambda: spec.measure(request))
     except (ArithmeticError, ValueError) as exc:  # a numerical corner case must not end the diagnosis
         return _skip(rule, f"signal {rule.signal} could not be measured ({exc})")
     if isinstance(outcome, Unavailable):
@@ -61,18 +71,24 @@ def evaluate(
     rules: Iterable[Rule],
     params: Mapping[str, Mapping[str, Any]] | None = None,
     disable: Iterable[str] = (),
+    memo: RecordMemo | None = None,
 ) -> list[Verdict]:
-    """Every rule's verdict; findings sorted by severity, then stage, then code."""
+    """Every rule's verdict; findings sorted by severity, then stage, then code.
+
+    What the rules derive from ``record`` is computed once for all of them
+    (``memo``, a fresh :class:`~paramdoctor.engine.memo.RecordMemo` when None).
+    """
     rules = list(rules)
     resolved = resolve_params(rules, params)
     disabled = resolve_disabled(rules, disable)
+    memo = RecordMemo(record) if memo is None else memo.belongs_to(record)
     verdicts = []
     for rule in rules:
         if rule.code in disabled:
             verdicts.append(_skip(rule, "disabled in the project's rules.disable"))
             continue
-        verdicts.append(evaluate_rule(rule, record, resolved[rule.code]))
-    return sorted(verdicts, key=lambda v: (severity_rank(v.rule.severity), v.rule.stage, v.rule.code))
+        verdicts.append(evaluate_rule(rule, record, resolved[rule.code], memo))
+    return sorted(verdicts, key=lambda v: (severity_rank(v.rule.severity), stage_of(v.rule.category), v.rule.code))
 
 
 def diagnose(
@@ -119,7 +135,9 @@ def diagnose(
         )
 
     rules = load_rules() if rules is None else list(rules)
-    judged = [(name, view, evaluate(view, rules, params, disable)) for name, view in views(record)]
+    seen = views(record)
+    memos = [RecordMemo(view) for _, view in seen]  # one per view: each view is a record of its own
+    judged = [(name, view, evaluate(view, rules, params, disable, memo)) for (name, view), memo in zip(seen, memos)]
     fired = _merge_findings(judged)
     fired_codes = {rule.code for rule, _ in fired}
     first_verdicts = judged[0][2]
@@ -134,7 +152,7 @@ def diagnose(
             if v.skipped is not None and v.rule.code not in fired_codes
         ],
         prescription=prescribe(_one_per_rule(fired), record, base_config),
-        summary=summarize(judged[0][1]),
+        summary=summarize(judged[0][1], memos[0]),
         source=record.source,
         x_unit=record.x_unit,
         missing=missing_validation(record),
@@ -205,15 +223,19 @@ def _not_applicable(rule: Rule, record: RunRecord) -> str | None:
     return None
 
 
-def _matching(record: RunRecord, pattern: str) -> list[str]:
+def _matching(record: RunRecord, pattern: str, memo: RecordMemo | None = None) -> list[str]:
     if "*" not in pattern:
         return [pattern] if record.get(pattern) is not None else []
-    return [k for k in sorted(record.series) if fnmatch.fnmatchcase(k, pattern) and record.get(k) is not None]
+
+    def matches() -> list[str]:
+        return [k for k in sorted(record.series) if fnmatch.fnmatchcase(k, pattern) and record.get(k) is not None]
+
+    return matches() if memo is None else memo.once(("matching", pattern), matches)
 
 
-def _missing_input(rule: Rule, record: RunRecord) -> str | None:
+def _missing_input(rule: Rule, record: RunRecord, memo: RecordMemo | None = None) -> str | None:
     for key in rule.requires:
-        if not _matching(record, key):
+        if not _matching(record, key, memo):
             return f"needs {key}, which this run did not record"
     if rule.series and not any(record.get(s) is not None for s in rule.series):
         return f"needs one of {', '.join(rule.series)}, none of which this run recorded"

@@ -17,6 +17,8 @@ import numpy as np
 
 from paramdoctor import keys, signals
 from paramdoctor.engine import context
+from paramdoctor.engine.memo import RecordMemo
+from paramdoctor.signals.noise import median
 from paramdoctor.record import RunRecord, Series
 
 
@@ -38,11 +40,22 @@ class Unavailable:
 
 @dataclass(frozen=True)
 class Request:
-    """One measurement request: the run, the rule's resolved parameters, its chosen input series."""
+    """One measurement request: the run, the rule's resolved parameters, its chosen input series.
+
+    ``memo`` holds what this diagnosis already derived from ``record``
+    (:class:`paramdoctor.engine.memo.RecordMemo`); a fresh one when not given.
+    """
 
     record: RunRecord
     params: Mapping[str, Any]
     series: str | None
+    memo: RecordMemo | None = None
+
+    def __post_init__(self) -> None:
+        if self.memo is None:
+            object.__setattr__(self, "memo", RecordMemo(self.record))
+        else:
+            self.memo.belongs_to(self.record)
 
 
 @dataclass(frozen=True)
@@ -65,28 +78,94 @@ def _unit(record: RunRecord, key: str) -> str:
 
 
 def _values(result: Any, **extra: Any) -> dict[str, Any]:
-    values = dataclasses.asdict(result)
+    """A signal result's fields (flat scalars: no deep copy needed, unlike ``dataclasses.asdict``) plus ``extra``."""
+    values = {name: getattr(result, name) for name in _field_names(type(result))}
     values.update(extra)
     return values
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(result_type: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(result_type)
+    if names is None:
+        names = _FIELD_NAMES[result_type] = tuple(f.name for f in dataclasses.fields(result_type))
+    return names
 
 
 def _param(req: Request, name: str, default: Any) -> Any:
     return req.params.get(name, default)
 
 
-def _telemetry(record: RunRecord, field_name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    curves = {}
-    for key in record.keys_with_prefix(keys.TELEMETRY_PREFIX):
-        parsed = keys.parse_telemetry(key)
-        if parsed and parsed[1] == field_name:
-            s = record.series[key]
-            curves[parsed[0]] = (s.steps, s.values)
-    return curves
+# --- what several signals derive from the run: once per record (``req.memo``) ---------------
+
+
+def _telemetry(req: Request, field_name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def curves() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for key in req.record.keys_with_prefix(keys.TELEMETRY_PREFIX):
+            parsed = keys.parse_telemetry(key)
+            if parsed and parsed[1] == field_name:
+                s = req.record.series[key]
+                out[parsed[0]] = (s.steps, s.values)
+        return out
+
+    return req.memo.once(("telemetry", field_name), curves)
+
+
+def _band(req: Request) -> "signals.UpdateBand | None":
+    """Median update/weight ratio per layer group (None without update telemetry)."""
+    return req.memo.once(("update_band",), lambda: signals.update_ratio_band(_telemetry(req, keys.TELEMETRY_UPDATE_RATIO)))
+
+
+def _chance(req: Request) -> "signals.ChanceLevel | None":
+    return req.memo.once(("chance",), lambda: context.chance_level(req.record))
+
+
+def _monitor(req: Request) -> tuple[str, str]:
+    return req.memo.monitor()
+
+
+def _start_loss(req: Request) -> float | None:
+    return req.memo.once(("start_loss",), lambda: context.start_loss(req.record))
+
+
+def _accuracy(req: Request, key: str) -> Series | None:
+    """The curve under ``key`` as a fraction (:func:`context.accuracy`); None when not recorded."""
+    return req.memo.once(("accuracy", key), lambda: context.accuracy(req.record.get(key)))
+
+
+def _lr_curve(req: Request) -> tuple[str, Series] | None:
+    return req.memo.once(("lr_curve",), lambda: context.lr_curve(req.record))
+
+
+def _lr_evidence(req: Request, update_ratio: float | None) -> tuple[bool | None, str]:
+    return req.memo.once(("lr_evidence", update_ratio), lambda: context.lr_evidence(req.record, update_ratio))
+
+
+def _train_progress(req: Request, *, num_classes: bool = False, train_acc: bool = False) -> "signals.Progress | None":
+    """:func:`signals.progress` of train/loss from the run's start loss, with its chance level and train/acc when asked."""
+
+    def compute() -> "signals.Progress | None":
+        loss = req.record.series[keys.TRAIN_LOSS]
+        chance = _chance(req) if num_classes else None
+        acc = _accuracy(req, keys.TRAIN_ACC) if train_acc else None
+        return signals.progress(
+            loss.steps,
+            loss.values,
+            start=_start_loss(req),
+            num_classes=None if chance is None else chance.num_classes,
+            train_acc=None if acc is None else acc.values,
+            smoother=req.memo.smooth,
+        )
+
+    return req.memo.once(("progress", num_classes, train_acc), compute)
 
 
 def _blow_up_cut(req: Request) -> dict[str, Any]:
     """``lr_factor`` for a run that blew up, from the update ratio of its first steps, and that ratio."""
-    early = signals.early_update_ratio(_telemetry(req.record, keys.TELEMETRY_UPDATE_RATIO))
+    early = req.memo.once(("early_update_ratio",), lambda: signals.early_update_ratio(_telemetry(req, keys.TELEMETRY_UPDATE_RATIO)))
     ratio = None if early is None else early[1]
     factor = signals.lr_cut(ratio, target=float(_param(req, "target_update_ratio", 1e-2)))
     return {"lr_factor": factor, "early_update_ratio": ratio}
@@ -124,11 +203,13 @@ def _nonfinite(req: Request) -> Measurement | Unavailable:
 def _explosion(req: Request) -> Measurement | Unavailable:
     s = req.record.series[req.series]
     half = 5 if req.series == keys.STEP_LOSS else 1
-    res = signals.explosion(s.steps, s.values, factor=float(_param(req, "min_growth", 10.0)), half_width=half)
+    res = signals.explosion(
+        s.steps, s.values, factor=float(_param(req, "min_growth", 10.0)), half_width=half, rolling=req.memo.rolling_median
+    )
     if res is None:
         return _too_short(req.series)
     finite = s.values[np.isfinite(s.values)]
-    start = float(np.median(finite[:5]))
+    start = float(median(finite[:5]))
     first = float(finite[0]) if req.series != keys.STEP_LOSS else start
     peak_vs_start = res.peak / start if start > 0 else None
     values = _values(
@@ -160,19 +241,19 @@ def _spikes(req: Request) -> Measurement | Unavailable:
 
 def _oscillation(req: Request) -> Measurement | Unavailable:
     s = req.record.series[req.series]
-    if req.series == keys.TRAIN_LOSS and _same_as_step_loss(req.record):
+    if req.series == keys.TRAIN_LOSS and _same_as_step_loss(req):
         return Unavailable("train/loss here is the per-step loss (the log has no evaluations): its noise is PD105's to judge")
     improving = 1 if req.series.endswith("acc") else -1
     if improving > 0:
-        s = context.accuracy(s) or s
+        s = _accuracy(req, req.series) or s
     res = signals.oscillation(s.steps, s.values, improving=improving)
     if res is None:
         return _too_short(req.series)
-    spikes = signals.isolated_spikes(s.steps, s.values) if improving < 0 else None
+    spikes = _spikes_of(req, req.series, 3.0) if improving < 0 else None
     spiky = spikes is not None and (spikes.count >= 2 or spikes.max_ratio >= 8.0)
     points = int(np.isfinite(s.values).sum())
-    band = signals.update_ratio_band(_telemetry(req.record, keys.TELEMETRY_UPDATE_RATIO))
-    told, _ = context.lr_evidence(req.record, None if band is None else band.highest)
+    band = _band(req)
+    told, _ = _lr_evidence(req, None if band is None else band.highest)
     values = _values(
         res,
         series=req.series,
@@ -184,14 +265,19 @@ def _oscillation(req: Request) -> Measurement | Unavailable:
     return Measurement(values, _unit(req.record, req.series), res.onset)
 
 
-def _same_as_step_loss(record: RunRecord) -> bool:
+def _same_as_step_loss(req: Request) -> bool:
     """Whether train/loss is in effect single mini-batch losses: the per-step loss itself, or means of under 3 of them."""
-    train, step = record.get(keys.TRAIN_LOSS), record.get(keys.STEP_LOSS)
-    if train is None or step is None:
-        return False
-    if train.values.size == step.values.size and bool(np.array_equal(train.values, step.values, equal_nan=True)):
-        return True
-    return step.values.size < 3 * train.values.size and record.source != "paramdoctor"
+
+    def compute() -> bool:
+        record = req.record
+        train, step = record.get(keys.TRAIN_LOSS), record.get(keys.STEP_LOSS)
+        if train is None or step is None:
+            return False
+        if train.values.size == step.values.size and bool(np.array_equal(train.values, step.values, equal_nan=True)):
+            return True
+        return step.values.size < 3 * train.values.size and record.source != "paramdoctor"
+
+    return req.memo.once(("same_as_step_loss",), compute)
 
 
 def _isolated_spikes(req: Request) -> Measurement | Unavailable:
@@ -201,9 +287,9 @@ def _isolated_spikes(req: Request) -> Measurement | Unavailable:
     best = None
     for key in (keys.VAL_LOSS, keys.TRAIN_LOSS):
         s = record.get(key)
-        if s is None or (key == keys.TRAIN_LOSS and _same_as_step_loss(record)):
+        if s is None or (key == keys.TRAIN_LOSS and _same_as_step_loss(req)):
             continue  # a train/loss made of single mini-batch losses spikes with every hard batch
-        res = signals.isolated_spikes(s.steps, s.values, ratio=ratio)
+        res = _spikes_of(req, key, ratio)
         if res is not None and (best is None or (res.count, res.max_ratio) > (best[1].count, best[1].max_ratio)):
             best = (key, res)
     if best is None:
@@ -211,6 +297,12 @@ def _isolated_spikes(req: Request) -> Measurement | Unavailable:
     key, res = best
     spiky = res.count >= int(_param(req, "min_spikes", 2)) or res.max_ratio >= float(_param(req, "single_ratio", 8.0))
     return Measurement(_values(res, series=key, spiky=spiky), _unit(record, key), res.onset)
+
+
+def _spikes_of(req: Request, key: str, ratio: float) -> "signals.IsolatedSpikes | None":
+    """:func:`signals.isolated_spikes` of the curve under ``key`` (as recorded) at ``ratio``, once per diagnosis."""
+    s = req.record.series[key]
+    return req.memo.once(("isolated_spikes", key, ratio), lambda: signals.isolated_spikes(s.steps, s.values, ratio=ratio))
 
 
 def _batch_growth(req: Request) -> dict[str, Any]:
@@ -236,15 +328,8 @@ def _batch_growth(req: Request) -> dict[str, Any]:
 def _progress(req: Request) -> Measurement | Unavailable:
     record = req.record
     loss = record.series[keys.TRAIN_LOSS]
-    acc = context.accuracy(record.get(keys.TRAIN_ACC))
-    chance = context.chance_level(record)
-    res = signals.progress(
-        loss.steps,
-        loss.values,
-        start=context.start_loss(record),
-        num_classes=None if chance is None else chance.num_classes,
-        train_acc=None if acc is None else acc.values,
-    )
+    acc = _accuracy(req, keys.TRAIN_ACC)
+    res = _train_progress(req, num_classes=True, train_acc=True)
     window = int(_param(req, "window", 5))
     min_gain = float(_param(req, "min_gain", 0.02))
     # "has training stopped improving?": on the training accuracy when logged (what a poor fit is about), else the loss
@@ -254,10 +339,10 @@ def _progress(req: Request) -> Measurement | Unavailable:
         flat = signals.plateau(loss.steps, loss.values, improving=-1, window=window, min_gain=min_gain)
     if res is None or flat is None:
         return _too_short(keys.TRAIN_LOSS)
-    band = signals.update_ratio_band(_telemetry(record, keys.TELEMETRY_UPDATE_RATIO))
+    band = _band(req)
     update_ratio = None if band is None else band.highest
-    told, told_text = context.lr_evidence(record, update_ratio)
-    schedule = _schedule(record)
+    told, told_text = _lr_evidence(req, update_ratio)
+    schedule = _schedule(req)
     # how much larger the steps must be: the factor that brings the largest group's update ratio to ~1e-3
     # (10x to 1000x), 100x when no telemetry says
     boost = 100.0 if not update_ratio else float(f"{min(1000.0, max(10.0, 1e-3 / update_ratio)):.2g}")
@@ -278,17 +363,19 @@ def _progress(req: Request) -> Measurement | Unavailable:
     return Measurement(values, record.x_unit, flat.onset)
 
 
-def _schedule(record: RunRecord) -> "signals.LrSchedule | None":
-    curve = context.lr_curve(record)
-    return None if curve is None else signals.lr_schedule(curve[1].steps, curve[1].values)
+def _schedule(req: Request) -> "signals.LrSchedule | None":
+    def compute() -> "signals.LrSchedule | None":
+        curve = _lr_curve(req)
+        return None if curve is None else signals.lr_schedule(curve[1].steps, curve[1].values)
+
+    return req.memo.once(("lr_schedule",), compute)
 
 
 def _chance_fit(req: Request) -> Measurement | Unavailable:
     """How close training stayed to the chance level (known or inferred) over the whole run."""
-    from paramdoctor.signals.noise import smooth
-
     record = req.record
-    chance = context.chance_level(record)
+    smooth = req.memo.smooth
+    chance = _chance(req)
     if chance is None:
         return Unavailable("no chance level: the number of classes is unknown and the curves show none")
     loss = record.get(keys.TRAIN_LOSS) or record.get(keys.STEP_LOSS)
@@ -298,24 +385,24 @@ def _chance_fit(req: Request) -> Measurement | Unavailable:
     if finite.size < 3:
         return _too_short("the training loss")
     smoothed = smooth(finite)
-    acc = context.accuracy(record.get(keys.TRAIN_ACC))
+    acc = _accuracy(req, keys.TRAIN_ACC)
     acc_last = None
     if acc is not None and np.isfinite(acc.values).any():
-        acc_last = float(np.median(acc.values[np.isfinite(acc.values)][-3:]))
+        acc_last = float(median(acc.values[np.isfinite(acc.values)][-3:]))
     val = record.get(keys.VAL_LOSS)
     val_best = None
     if val is not None and np.isfinite(val.values).sum() >= 3:
         val_best = float(np.min(smooth(val.values[np.isfinite(val.values)]))) / chance.loss
-    band = signals.update_ratio_band(_telemetry(record, keys.TELEMETRY_UPDATE_RATIO))
-    told, told_text = context.lr_evidence(record, None if band is None else band.highest)
+    band = _band(req)
+    told, told_text = _lr_evidence(req, None if band is None else band.highest)
     values = {
         "num_classes": chance.num_classes,
         "chance_loss": chance.loss,
         "chance_acc": chance.acc,
         "how": chance.how,
-        "last_loss": float(np.median(finite[-3:])),
+        "last_loss": float(median(finite[-3:])),
         "best_vs_chance": float(np.min(smoothed)) / chance.loss,
-        "last_vs_chance": float(np.median(finite[-3:])) / chance.loss,
+        "last_vs_chance": float(median(finite[-3:])) / chance.loss,
         "acc": acc_last,
         "acc_vs_chance": None if acc_last is None else acc_last / chance.acc,
         "val_best_vs_chance": val_best,
@@ -329,20 +416,20 @@ def _chance_fit(req: Request) -> Measurement | Unavailable:
 def _lr_schedule(req: Request) -> Measurement | Unavailable:
     """The logged LR's shape, and whether the run stopped improving once the LR reached its floor."""
     record = req.record
-    curve = context.lr_curve(record)
+    curve = _lr_curve(req)
     if curve is None:
         return Unavailable("no learning rate was logged (step/lr/*, epoch/lr/*)")
     key, lr = curve
-    res = signals.lr_schedule(lr.steps, lr.values)
+    res = _schedule(req)
     if res is None:
         return _too_short(key)
-    monitor, mode = context.monitor_of(record)
+    monitor, mode = _monitor(req)
     metric = record.get(monitor)
     if metric is None:
         monitor, mode, metric = keys.TRAIN_LOSS, "min", record.get(keys.TRAIN_LOSS)
     flat_since_floor, points_since_floor, p_value = None, 0, None
     if metric is not None and res.floor_x is not None:
-        m = context.accuracy(metric) if mode == "max" else metric
+        m = _accuracy(req, monitor) if mode == "max" else metric
         m = m or metric
         x_floor = _x_in_metric_units(record, key, res.floor_x)
         after = m.steps >= x_floor if x_floor is not None else np.zeros(m.steps.size, dtype=bool)
@@ -352,7 +439,7 @@ def _lr_schedule(req: Request) -> Measurement | Unavailable:
             improving = 1 if mode == "max" else -1
             p_value = trend.p_value
             since = m.values[after][np.isfinite(m.values[after])]
-            level = float(np.median(np.abs(since))) or 1.0
+            level = float(median(np.abs(since))) or 1.0
             gain = improving * trend.slope * float(np.ptp(m.steps[after])) / level
             # flat: no significant improvement, or one too small to matter (under 1% of the level since the floor)
             flat_since_floor = not (trend.significant(0.05) and trend.direction == improving and gain >= 0.01)
@@ -406,7 +493,7 @@ def _still_improving(req: Request) -> Measurement | Unavailable:
     not a gate.
     """
     record = req.record
-    monitor, mode = context.monitor_of(record)
+    monitor, mode = _monitor(req)
     candidates = [(monitor, mode)]
     if monitor != keys.VAL_LOSS and record.get(keys.VAL_LOSS) is not None:
         candidates.append((keys.VAL_LOSS, "min"))
@@ -418,7 +505,7 @@ def _still_improving(req: Request) -> Measurement | Unavailable:
         if s is None:
             continue
         if key_mode == "max":
-            s = context.accuracy(s) or s
+            s = _accuracy(req, key) or s
         finite = int(np.isfinite(s.values).sum())
         window = max(int(_param(req, "min_window", 5)), int(round(finite * float(_param(req, "window_fraction", 0.3)))))
         res = signals.still_improving(
@@ -452,13 +539,11 @@ def _still_improving(req: Request) -> Measurement | Unavailable:
         "max_steps": "the run ended at its max_steps budget",
     }.get(str(stop), "the log ends there")
     patience = context.early_stopping_patience(record)
-    chance = context.chance_level(record)
+    chance = _chance(req)
     train = record.get(keys.TRAIN_LOSS) or record.get(keys.STEP_LOSS)
     at_chance = None
     if chance is not None and train is not None and np.isfinite(train.values).sum() >= 3:
-        from paramdoctor.signals.noise import smooth
-
-        at_chance = bool(float(np.min(smooth(train.values[np.isfinite(train.values)]))) >= 0.85 * chance.loss)
+        at_chance = bool(float(np.min(req.memo.smooth(train.values[np.isfinite(train.values)]))) >= 0.85 * chance.loss)
     values = _values(
         res,
         series=key,
@@ -472,7 +557,7 @@ def _still_improving(req: Request) -> Measurement | Unavailable:
 
 def _best_point(req: Request) -> Measurement | Unavailable:
     record = req.record
-    monitor, mode = context.monitor_of(record)
+    monitor, mode = _monitor(req)
     s = record.get(monitor)
     if s is None:
         return Unavailable(f"the monitored metric {monitor} was not recorded")
@@ -485,7 +570,7 @@ def _best_point(req: Request) -> Measurement | Unavailable:
         series=monitor,
         patience=patience,
         beyond_patience=res.after - (patience or 0),
-        range_vs_noise=_range_vs_noise(s.values),
+        range_vs_noise=_range_vs_noise(s.values, req.memo.smooth),
         loss_rose=_loss_rose(monitor, mode, s.values, res.value),
         onset=res.x,
     )
@@ -497,16 +582,17 @@ def _loss_rose(monitor: str, mode: str, values: np.ndarray, best: float) -> bool
     finite = values[np.isfinite(values)]
     if mode != "min" or not monitor.endswith("loss") or finite.size < 3:
         return False
-    return bool(float(np.median(finite[-3:])) >= best + 0.1 * abs(best))
+    return bool(float(median(finite[-3:])) >= best + 0.1 * abs(best))
 
 
-def _range_vs_noise(values: np.ndarray) -> float:
+def _range_vs_noise(values: np.ndarray, smooth: Callable[[np.ndarray], np.ndarray]) -> float:
     """How far the (noise-sized) smoothed curve travels, in units of its own point-to-point noise.
 
     A curve whose whole range sits inside its noise has no meaningful best
-    point: which evaluation came out on top is chance.
+    point: which evaluation came out on top is chance. ``smooth`` is
+    :func:`paramdoctor.signals.smooth` (or the diagnosis's memo of it).
     """
-    from paramdoctor.signals.noise import noise_scale, smooth
+    from paramdoctor.signals.noise import noise_scale
 
     v = values[np.isfinite(values)]
     if v.size < 3:
@@ -520,8 +606,8 @@ def _range_vs_noise(values: np.ndarray) -> float:
 
 def _divergence(req: Request) -> Measurement | Unavailable:
     record = req.record
-    train, val = _aligned(record, keys.TRAIN_LOSS, keys.VAL_LOSS)
-    res = signals.divergence_onset(train.steps, train.values, val.values)
+    train, val = _aligned(req, keys.TRAIN_LOSS, keys.VAL_LOSS)
+    res = signals.divergence_onset(train.steps, train.values, val.values, smoother=req.memo.smooth)
     if res is None:
         return _too_short("train/loss and val/loss together")
     return Measurement(_values(res), record.x_unit, res.onset)
@@ -529,13 +615,13 @@ def _divergence(req: Request) -> Measurement | Unavailable:
 
 def _gap(req: Request) -> Measurement | Unavailable:
     record = req.record
-    train, val = _aligned(record, keys.TRAIN_LOSS, keys.VAL_LOSS)
-    ta, va = context.accuracy(record.get(keys.TRAIN_ACC)), context.accuracy(record.get(keys.VAL_ACC))
+    train, val = _aligned(req, keys.TRAIN_LOSS, keys.VAL_LOSS)
+    ta, va = _accuracy(req, keys.TRAIN_ACC), _accuracy(req, keys.VAL_ACC)
     train_acc = val_acc = None
     if ta is not None and va is not None:
         train_acc = _on(ta, train.steps)
         val_acc = _on(va, train.steps)
-    res = signals.generalization_gap(train.steps, train.values, val.values, train_acc, val_acc)
+    res = signals.generalization_gap(train.steps, train.values, val.values, train_acc, val_acc, smoother=req.memo.smooth)
     if res is None:
         return _too_short("train/loss and val/loss together")
     return Measurement(_values(res), record.x_unit, res.onset)
@@ -543,12 +629,12 @@ def _gap(req: Request) -> Measurement | Unavailable:
 
 def _near_chance(req: Request) -> Measurement | Unavailable:
     record = req.record
-    chance = context.chance_level(record)
+    chance = _chance(req)
     if chance is None:
         return Unavailable("no chance level: the number of classes is unknown and the curves show none")
     n = chance.num_classes
     val = record.series[keys.VAL_LOSS]
-    acc = context.accuracy(record.get(keys.VAL_ACC))
+    acc = _accuracy(req, keys.VAL_ACC)
     res = signals.near_chance(
         val.steps,
         val.values,
@@ -556,6 +642,7 @@ def _near_chance(req: Request) -> Measurement | Unavailable:
         n,
         val_acc=None if acc is None else acc.values,
         min_val_loss_vs_chance=float(_param(req, "min_val_loss_vs_chance", 0.8)),
+        smoother=req.memo.smooth,
     )
     if res is None:
         return _too_short("val/loss or train/loss")
@@ -565,13 +652,13 @@ def _near_chance(req: Request) -> Measurement | Unavailable:
 
 def _update_ratio(req: Request) -> Measurement | Unavailable:
     record = req.record
-    res = signals.update_ratio_band(_telemetry(record, keys.TELEMETRY_UPDATE_RATIO))
+    res = _band(req)
     if res is None:
         return Unavailable("no layer group has a nonzero update ratio sample")
     loss = record.get(keys.TRAIN_LOSS)
     prog = None
     if loss is not None:
-        prog = signals.progress(loss.steps, loss.values, start=context.start_loss(record))
+        prog = _train_progress(req)
     boost = float(f"{min(1000.0, max(10.0, 1e-3 / res.highest)):.2g}") if res.highest > 0 else None
     return Measurement(_values(res, train_drop=None if prog is None else prog.drop, lr_boost=boost), "step")
 
@@ -585,10 +672,7 @@ def _grad_norm(req: Request) -> Measurement | Unavailable:
     loss = record.get(keys.TRAIN_LOSS)
     prog = None
     if loss is not None:
-        chance = context.chance_level(record)
-        prog = signals.progress(
-            loss.steps, loss.values, start=context.start_loss(record), num_classes=None if chance is None else chance.num_classes
-        )
+        prog = _train_progress(req, num_classes=True)
     values = _values(
         res,
         loss_level=None if prog is None else prog.loss_level,
@@ -600,10 +684,10 @@ def _grad_norm(req: Request) -> Measurement | Unavailable:
 def _slow_updates(req: Request) -> Measurement | Unavailable:
     """Typical update ratios over most of training, where the monitored metric was best, and the LR factor for a slow head."""
     record = req.record
-    res = signals.typical_update_ratios(_telemetry(record, keys.TELEMETRY_UPDATE_RATIO))
+    res = signals.typical_update_ratios(_telemetry(req, keys.TELEMETRY_UPDATE_RATIO))
     if res is None:
         return Unavailable("no layer group has a nonzero update ratio sample")
-    monitor, mode = context.monitor_of(record)
+    monitor, mode = _monitor(req)
     curve = record.get(monitor)
     best = signals.best_point(curve.steps, curve.values, mode) if curve is not None else None
     target = float(_param(req, "target_ratio", 1e-3))
@@ -621,7 +705,7 @@ def _slow_updates(req: Request) -> Measurement | Unavailable:
 
 
 def _drift(req: Request) -> Measurement | Unavailable:
-    res = signals.backbone_drift(_telemetry(req.record, keys.TELEMETRY_DRIFT), threshold=float(_param(req, "max_drift", 0.5)))
+    res = signals.backbone_drift(_telemetry(req, keys.TELEMETRY_DRIFT), threshold=float(_param(req, "max_drift", 0.5)))
     if res is None:
         return Unavailable("no backbone layer group has drift telemetry")
     return Measurement(_values(res), "step", res.onset)
@@ -653,11 +737,15 @@ def _decay(req: Request) -> Measurement | Unavailable:
 # --- helpers ------------------------------------------------------------------------
 
 
-def _aligned(record: RunRecord, a: str, b: str) -> tuple[Series, Series]:
+def _aligned(req: Request, a: str, b: str) -> tuple[Series, Series]:
     """Two epoch-level curves on their common x positions."""
-    sa, sb = record.series[a], record.series[b]
-    common = np.intersect1d(sa.steps, sb.steps)
-    return Series(common, _on(sa, common)), Series(common, _on(sb, common))
+
+    def compute() -> tuple[Series, Series]:
+        sa, sb = req.record.series[a], req.record.series[b]
+        common = np.intersect1d(sa.steps, sb.steps)
+        return Series(common, _on(sa, common)), Series(common, _on(sb, common))
+
+    return req.memo.once(("aligned", a, b), compute)
 
 
 def _on(s: Series, xs: np.ndarray) -> np.ndarray:

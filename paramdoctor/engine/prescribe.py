@@ -20,6 +20,7 @@ so when a clamp made it differ from the factor the rule states.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Mapping
 
@@ -217,10 +218,15 @@ def _replace_change(changes: list[Change], key: str, new: Any, rule: str, note: 
 
 
 def _is_int_key(key: str) -> bool:
+    return key in _int_keys()
+
+
+@functools.lru_cache(maxsize=1)
+def _int_keys() -> frozenset[str]:
+    """The config keys typed ``int`` (a fact of the TrainConfig schema: read once, not once per patch item)."""
     from paramdoctor.config import known_keys
 
-    info = known_keys().get(key)
-    return info is not None and info.annotation is int
+    return frozenset(key for key, info in known_keys().items() if info.annotation is int)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -9,18 +9,20 @@ import numpy as np
 
 from paramdoctor import keys
 from paramdoctor.engine import context
+from paramdoctor.engine.memo import RecordMemo
 from paramdoctor.record import RunRecord
 from paramdoctor.signals import best_point
 
 
-def summarize(record: RunRecord) -> dict[str, Any]:
+def summarize(record: RunRecord, memo: RecordMemo | None = None) -> dict[str, Any]:
     """Run state, epochs run, best point of the monitored metric and the final losses.
 
     ``best_x`` is in ``x_unit`` (epoch or step); ``best_epoch`` is an epoch
     number (derived from ``steps_per_epoch`` for step-indexed runs, None when
     that is unknown). Numbers are plain floats/ints; None when not recorded.
+    ``memo`` is the diagnosis's memo of ``record``, when it has one.
     """
-    monitor, mode = context.monitor_of(record)
+    monitor, mode = context.monitor_of(record) if memo is None else memo.belongs_to(record).monitor()
     curve = record.get(monitor)
     best = best_point(curve.steps, curve.values, mode) if curve is not None else None
     steps_per_epoch = record.meta.get("steps_per_epoch")

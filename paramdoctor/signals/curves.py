@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from paramdoctor.signals.noise import finite_xy, mad, noise_scale, smooth
+from paramdoctor.signals.noise import finite_xy, mad, median, noise_scale, smooth
 from paramdoctor.signals.trend import trend_test
 
 
@@ -92,8 +93,8 @@ class Divergence:
     onset: float | None
 
 
-def divergence_onset(x, train_loss, val_loss) -> Divergence | None:
-    """Sustained train/val divergence; None with fewer than 4 common finite points."""
+def divergence_onset(x, train_loss, val_loss, *, smoother: Callable[[np.ndarray], np.ndarray] = smooth) -> Divergence | None:
+    """Sustained train/val divergence; None with fewer than 4 common finite points (``smoother``: as in ``progress``)."""
     x = np.asarray(x, dtype=float).reshape(-1)
     t = np.asarray(train_loss, dtype=float).reshape(-1)
     v = np.asarray(val_loss, dtype=float).reshape(-1)
@@ -101,15 +102,15 @@ def divergence_onset(x, train_loss, val_loss) -> Divergence | None:
     x, t, v = x[mask], t[mask], v[mask]
     if v.size < 4:
         return None
-    sv = smooth(v)
+    sv = smoother(v)
     b = int(np.argmin(sv))
     # quote raw values: the lowest raw point around the smoothed minimum, the median of the last three
     best = float(np.min(v[max(b - 1, 0) : b + 2]))
-    last = float(np.median(v[max(b, v.size - 3) :]))
+    last = float(median(v[max(b, v.size - 3) :]))
     rise = (last - best) / (abs(best) or 1.0)
     # the training loss where validation was best (raw, around that point) against its last three points
-    train_at_best = float(np.median(t[max(b - 1, 0) : b + 2]))
-    train_drop = (train_at_best - float(np.median(t[max(b, t.size - 3) :]))) / (abs(train_at_best) or 1.0)
+    train_at_best = float(median(t[max(b - 1, 0) : b + 2]))
+    train_drop = (train_at_best - float(median(t[max(b, t.size - 3) :]))) / (abs(train_at_best) or 1.0)
     noise = noise_scale(v)
     trailing = v[::-1][: v.size - 1 - b]
     below = np.flatnonzero(~(trailing > best + 1.0 * noise))
@@ -156,15 +157,17 @@ class Gap:
     onset: float
 
 
-def generalization_gap(x, train_loss, val_loss, train_acc=None, val_acc=None) -> Gap | None:
-    """Gap and its trend; None with fewer than 6 common finite loss points."""
+def generalization_gap(
+    x, train_loss, val_loss, train_acc=None, val_acc=None, *, smoother: Callable[[np.ndarray], np.ndarray] = smooth
+) -> Gap | None:
+    """Gap and its trend; None with fewer than 6 common finite loss points (``smoother``: as in ``progress``)."""
     x = np.asarray(x, dtype=float).reshape(-1)
     t = np.asarray(train_loss, dtype=float).reshape(-1)
     v = np.asarray(val_loss, dtype=float).reshape(-1)
     mask = np.isfinite(x) & np.isfinite(t) & np.isfinite(v)
     if int(mask.sum()) < 6:
         return None
-    xs, st, sv = x[mask], smooth(t[mask]), smooth(v[mask])
+    xs, st, sv = x[mask], smoother(t[mask]), smoother(v[mask])
     gap = sv - st
     half = xs.size // 2
     trend = trend_test(xs[half:], gap[half:])
@@ -176,10 +179,10 @@ def generalization_gap(x, train_loss, val_loss, train_acc=None, val_acc=None) ->
         if ta.shape == va.shape == x.shape:
             amask = np.isfinite(ta) & np.isfinite(va)
             if amask.sum() >= 3:
-                acc_gap = float(smooth(ta[amask])[-1] - smooth(va[amask])[-1])
+                acc_gap = float(smoother(ta[amask])[-1] - smoother(va[amask])[-1])
     best = float(np.min(sv))
     span = float(xs[-1] - xs[half])
-    base = abs(float(np.median(gap[half : half + 3])))
+    base = abs(float(median(gap[half : half + 3])))
     return Gap(
         loss_gap=float(gap[-1]),
         loss_ratio=float(sv[-1] / st[-1]) if st[-1] > 0 else float("inf"),
@@ -227,7 +230,7 @@ def oscillation(x, values, *, improving: int = -1) -> Oscillation | None:
     trend = np.asarray(isotonic_regression(v, increasing=improving > 0).x, dtype=float)
     residual = v - trend
     amplitude = max(mad(residual), float(np.sqrt(np.mean(residual**2))) * 0.5)
-    level = float(np.median(np.abs(trend))) or 1.0
+    level = float(median(np.abs(trend))) or 1.0
     progress = float(abs(trend[0] - trend[-1]))
     d = np.diff(v)
     d = d[d != 0]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from paramdoctor.signals.noise import as_array, finite_xy, rolling_median
+from paramdoctor.signals.noise import as_array, finite_xy, median, rolling_median
 
 _BLOCK_ROWS = 65_536  # windows whose median is taken at once: bounded memory on long curves
 
@@ -80,7 +80,7 @@ def spikes(x, values, *, fraction: float = 1.0, half_width: int = 12, z: float =
         residual = np.log(vs) - np.log(level)
     else:
         residual = vs - level
-    scale = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    scale = 1.4826 * float(median(np.abs(residual - median(residual))))
     if scale <= 0.0:
         scale = float(np.max(np.abs(residual))) or 1.0
     zscores = residual / scale
@@ -115,12 +115,16 @@ class Explosion:
     onset: float | None
 
 
-def explosion(x, values, *, factor: float = 10.0, half_width: int = 2) -> Explosion | None:
-    """Growth of a positive curve (a loss) over its running minimum; None with fewer than 4 finite points."""
+def explosion(x, values, *, factor: float = 10.0, half_width: int = 2, rolling=rolling_median) -> Explosion | None:
+    """Growth of a positive curve (a loss) over its running minimum; None with fewer than 4 finite points.
+
+    ``rolling`` is :func:`~paramdoctor.signals.noise.rolling_median` or a memo
+    of it (the engine computes each rolling median of a run once per diagnosis).
+    """
     x, v = finite_xy(x, values)
     if v.size < 4:
         return None
-    level = rolling_median(v, half_width)
+    level = rolling(v, half_width)
     floor_so_far = np.minimum.accumulate(level)
     tiny = 1e-12
     ratio = level / np.maximum(floor_so_far, tiny)
@@ -179,7 +183,7 @@ def isolated_spikes(x, values, *, ratio: float = 3.0, half_width: int = 2) -> Is
         if h <= i < n - h and h > 0:
             continue
         neighbours = np.concatenate((v[max(0, i - h) : i], v[i + 1 : i + 1 + h]))
-        ratios[i] = v[i] / float(np.median(neighbours))
+        ratios[i] = v[i] / float(median(neighbours))
     hits = np.nonzero(ratios >= ratio)[0]
     return IsolatedSpikes(
         n=int(n),

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from paramdoctor.signals.noise import finite_xy, smooth
+from paramdoctor.signals.noise import finite_xy, median, smooth
 
 
 def chance_loss(num_classes: int) -> float:
@@ -39,7 +40,7 @@ def initial_loss(values, num_classes: int, *, first: int = 5) -> InitialLoss | N
     v = v[np.isfinite(v)][:first]
     if v.size == 0:
         return None
-    initial = float(np.median(v))
+    initial = float(median(v))
     expected = chance_loss(num_classes)
     return InitialLoss(initial=initial, expected=expected, ratio=initial / expected)
 
@@ -68,12 +69,24 @@ class Progress:
     last_acc: float | None
 
 
-def progress(x, train_loss, *, start: float | None = None, num_classes: int | None = None, train_acc=None) -> Progress | None:
-    """Progress of training loss; None with fewer than 3 finite points."""
+def progress(
+    x,
+    train_loss,
+    *,
+    start: float | None = None,
+    num_classes: int | None = None,
+    train_acc=None,
+    smoother: Callable[[np.ndarray], np.ndarray] = smooth,
+) -> Progress | None:
+    """Progress of training loss; None with fewer than 3 finite points.
+
+    ``smoother`` is :func:`~paramdoctor.signals.noise.smooth` or a memo of it
+    (the engine smooths each curve of a run once per diagnosis).
+    """
     _, v = finite_xy(x, train_loss)
     if v.size < 3:
         return None
-    smoothed = smooth(v)
+    smoothed = smoother(v)
     last = float(smoothed[-1])
     ref = float(start) if start is not None and np.isfinite(start) else float(v[0])
     drop = (ref - last) / (abs(ref) or 1.0)
@@ -88,7 +101,7 @@ def progress(x, train_loss, *, start: float | None = None, num_classes: int | No
     if train_acc is not None:
         _, a = finite_xy(np.arange(np.asarray(train_acc).size), train_acc)
         if a.size:
-            last_acc = float(smooth(a)[-1]) if a.size >= 5 else float(a[-1])
+            last_acc = float(smoother(a)[-1]) if a.size >= 5 else float(a[-1])
     return Progress(
         start=ref,
         last=last,
@@ -122,7 +135,7 @@ def _binary_prior(acc: np.ndarray, loss: np.ndarray) -> tuple[float, float] | No
     accuracy (range at most 0.15) above 55%, and a loss within 15% of H at 80%
     of the points, is that model.
     """
-    a = float(np.median(acc))
+    a = float(median(acc))
     if not 0.55 < a <= 0.95 or float(np.ptp(acc)) > 0.15:
         return None
     entropy = -(a * math.log(a) + (1 - a) * math.log(1 - a))
@@ -158,7 +171,7 @@ def infer_chance(
         a, l_ = a[np.isfinite(a)], l_[np.isfinite(l_)]
         if a.size < 3 or l_.size < 3:
             continue
-        m_acc, m_loss = float(np.median(a)), float(np.median(l_))
+        m_acc, m_loss = float(median(a)), float(median(l_))
         prior = _binary_prior(a, l_)
         if prior is not None:
             return ChanceLevel(2, prior[1], prior[0], f"{name} accuracy {prior[0]:.0%} with its loss at that prior's entropy")
@@ -211,7 +224,14 @@ class NearChance:
 
 
 def near_chance(
-    x, val_loss, train_loss, num_classes: int, *, val_acc=None, min_val_loss_vs_chance: float = 0.8
+    x,
+    val_loss,
+    train_loss,
+    num_classes: int,
+    *,
+    val_acc=None,
+    min_val_loss_vs_chance: float = 0.8,
+    smoother: Callable[[np.ndarray], np.ndarray] = smooth,
 ) -> NearChance | None:
     """Compare validation with chance; None with fewer than 2 finite points of val/loss or train/loss."""
     xv, vl = finite_xy(x, val_loss)
@@ -225,11 +245,11 @@ def near_chance(
     acc = None
     if val_acc is not None:
         _, va = finite_xy(np.arange(np.asarray(val_acc).size), val_acc)
-        acc = float(np.median(va[-3:])) if va.size else None
-    train = float(np.median(tl[-3:]))
+        acc = float(median(va[-3:])) if va.size else None
+    train = float(median(tl[-3:]))
     return NearChance(
-        val_loss=float(np.median(vl[-3:])),
-        val_loss_best_vs_chance=float(np.min(smooth(vl))) / ln_c,
+        val_loss=float(median(vl[-3:])),
+        val_loss_best_vs_chance=float(np.min(smoother(vl))) / ln_c,
         val_acc=acc,
         chance=chance,
         val_over_chance=None if acc is None else acc / chance,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from paramdoctor.signals.noise import finite_xy, rolling_median
+from paramdoctor.signals.noise import finite_xy, median, rolling_median
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def _moving_samples(curves: dict[str, tuple]) -> dict[str, np.ndarray]:
 
 def update_ratio_band(curves: dict[str, tuple]) -> UpdateBand | None:
     """Summarise update ratios of several groups; None when no group has nonzero samples."""
-    medians = {group: float(np.median(v[v.size // 2 :])) for group, v in _moving_samples(curves).items()}
+    medians = {group: float(median(v[v.size // 2 :])) for group, v in _moving_samples(curves).items()}
     if not medians:
         return None
     hi = max(medians, key=medians.__getitem__)
@@ -60,7 +60,7 @@ def update_ratio_band(curves: dict[str, tuple]) -> UpdateBand | None:
         highest_group=hi,
         lowest=medians[lo],
         lowest_group=lo,
-        overall=float(np.median(list(medians.values()))),
+        overall=float(median(list(medians.values()))),
     )
 
 
@@ -82,14 +82,14 @@ class TypicalUpdates:
 
 def typical_update_ratios(curves: dict[str, tuple], *, head: str = "head", fraction: float = 0.8) -> TypicalUpdates | None:
     """Per-group medians over the first ``fraction`` of training; None when no group moved."""
-    medians = {group: float(np.median(v[: max(1, math.ceil(v.size * fraction))])) for group, v in _moving_samples(curves).items()}
+    medians = {group: float(median(v[: max(1, math.ceil(v.size * fraction))])) for group, v in _moving_samples(curves).items()}
     if not medians:
         return None
     others = [m for g, m in medians.items() if g != head]
     slowest = min(medians, key=medians.__getitem__)
     return TypicalUpdates(
         groups=len(medians),
-        backbone=float(np.median(others)) if others else None,
+        backbone=float(median(others)) if others else None,
         head=medians.get(head),
         slowest_group=slowest,
         slowest=medians[slowest],
@@ -103,7 +103,7 @@ def early_update_ratio(curves: dict[str, tuple], fraction: float = 0.1) -> tuple
     anything has gone wrong (later, a dead or exploded network's ratios say
     little). Zero samples (a frozen group, warmup at LR 0) are ignored.
     """
-    early = {group: float(np.median(v[: max(1, math.ceil(v.size * fraction))])) for group, v in _moving_samples(curves).items()}
+    early = {group: float(median(v[: max(1, math.ceil(v.size * fraction))])) for group, v in _moving_samples(curves).items()}
     if not early:
         return None
     group = max(early, key=early.__getitem__)
@@ -151,8 +151,8 @@ def grad_norm_change(x, values, *, factor: float = 100.0) -> GradNormChange | No
         return None
     tenth = max(v.size // 10, 3)
     tiny = 1e-30
-    early = float(np.median(v[:tenth]))
-    late = float(np.median(v[-tenth:]))
+    early = float(median(v[:tenth]))
+    late = float(median(v[-tenth:]))
     level = rolling_median(v, 2)
     peak = float(np.max(level))
     above = np.nonzero(level >= factor * max(early, tiny))[0]
@@ -209,7 +209,7 @@ def backbone_drift(curves: dict[str, tuple], *, head: str = "head", threshold: f
         groups=len(finals),
         highest=finals[worst],
         group=worst,
-        median=float(np.median(list(finals.values()))),
+        median=float(median(list(finals.values()))),
         head=head_drift,
         onset=float(xs[above[0]]) if above.size else None,
     )

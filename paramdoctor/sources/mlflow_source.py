@@ -8,14 +8,23 @@ does not exist is refused before MLflow gets a chance to create it.
 Requests made for one run (:func:`record_from_mlflow`): ``get_run``,
 ``get_experiment``, one download of ``config.yaml`` from the run's artifact
 URI, and one ``get_metric_history`` per metric key. For a whole experiment
-(:func:`records_for_experiment`): ``search_runs`` pages of up to 1000 runs
-(params, tags and latest metrics come with them), one ``config.yaml`` download
-per run (straight from its artifact URI: no further request to the tracking
-store), and the metric histories fetched once per metric key for all runs
-together when the store offers ``get_metric_history_bulk`` (the SQL stores do:
-one query per key and per 100 runs, unsampled), else one
-``get_metric_history`` per run and key. MLflow's ``get_metric_history_bulk_interval``
-is not used: it samples long histories, and the doctor needs every point.
+(:func:`records_for_experiment`):
+
+- on MLflow's SQL store (``sqlite:///``, ``postgresql://`` tracking URIs):
+  plain SELECTs through the store's session, five per 500 runs (runs,
+  params, tags, latest metrics, every metric point), no ORM objects
+  (:mod:`paramdoctor.sources.sql_bulk`);
+- on any other store (a tracking server over HTTP, a file store):
+  ``search_runs`` pages of up to 1000 runs (params, tags and latest metrics
+  come with them), and the metric histories once per metric key for all runs
+  together when the store offers ``get_metric_history_bulk``, else one
+  ``get_metric_history`` per run and key, :data:`READERS` at a time;
+- and one ``config.yaml`` per run, straight from its artifact URI (no further
+  request to the tracking store): read from disk when the artifacts are local
+  files, else downloaded, :data:`READERS` at a time.
+
+MLflow's ``get_metric_history_bulk_interval`` is not used: it samples long
+histories, and the doctor needs every point.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ _NATIVE_KEYS = (keys.TRAIN_LOSS, keys.TRAIN_ACC, keys.VAL_LOSS, keys.VAL_ACC, ke
 # Tools whose MLflow loggers use the global step (not the epoch) as the x of evaluation metrics.
 _STEP_INDEXED_TOOLS = ("hf", "transformers", "lightning")
 _BULK_CHUNK = 100
+READERS = 8  # requests in flight at once where each is a round trip to a server (histories, artifact downloads)
 
 
 def tracking_uri() -> str:
@@ -112,21 +122,22 @@ def records_for_experiment(
     name: str, client: "MlflowClient | None" = None, *, mapping: dict[str, str] | None = None
 ) -> list[RunRecord]:
     """Every active run of experiment ``name``, newest first, as records (see the module doc for the requests)."""
+    from paramdoctor.sources import sql_bulk
+
     client = client or open_client()
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         raise InputError(f"experiment '{name}' not found at {client.tracking_uri}{_known_experiments(client)}")
-    runs = list(_search_all(client, [experiment.experiment_id]))
-    histories = _bulk_histories(client, runs)
+    store = sql_bulk.sql_store(client)
+    if store is not None:
+        runs, histories = sql_bulk.read_experiment(store, experiment.experiment_id)
+    else:
+        runs = list(_search_all(client, [experiment.experiment_id]))
+        histories = _bulk_histories(client, runs)
+    configs = _load_configs(client, runs)
     return [
-        build_record(
-            run,
-            histories.get(run.info.run_id, {}),
-            config=_load_config(client, run),
-            experiment=name,
-            mapping=mapping,
-        )
-        for run in runs
+        build_record(run, histories.get(run.info.run_id, {}), config=config, experiment=name, mapping=mapping)
+        for run, config in zip(runs, configs)
     ]
 
 
@@ -249,28 +260,130 @@ def _load_config(client: "MlflowClient", run: "Run") -> dict[str, Any] | None:
     the run entity already holds: ``client.download_artifacts`` would resolve
     a ``runs:/`` URI first, fetching the whole run (params, tags, metrics) again
     and looking for a logged model of that name, ~20x the cost of the read,
-    paid once per run of an experiment.
+    paid once per run of an experiment. Artifacts that are local files are
+    read in place (no repository object, no temporary copy).
     """
+    from paramdoctor.config.loading import read_text_file
+    from paramdoctor.errors import ConfigError
+
+    where = f"run {run.info.run_id} {CONFIG_ARTIFACT}"
+    local = _local_artifact(run.info.artifact_uri, CONFIG_ARTIFACT)
+    if local is not None:
+        try:
+            if not local.is_file():
+                return None
+            return _parse_config(read_text_file(local, where), where)
+        except (OSError, ConfigError):
+            return None
+
     from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
     from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
-
-    from paramdoctor.config.loading import load_yaml_text, read_text_file
-    from paramdoctor.errors import ConfigError
 
     with tempfile.TemporaryDirectory(prefix="paramdoctor-") as tmp:
         try:
             uri = add_databricks_profile_info_to_artifact_uri(run.info.artifact_uri, client.tracking_uri)
             repository = get_artifact_repository(uri, tracking_uri=client.tracking_uri)
-            local = repository.download_artifacts(CONFIG_ARTIFACT, dst_path=tmp)
-            text = read_text_file(local, f"run {run.info.run_id} {CONFIG_ARTIFACT}")
+            downloaded = repository.download_artifacts(CONFIG_ARTIFACT, dst_path=tmp)
+            text = read_text_file(downloaded, where)
         except (MlflowException, OSError, ConfigError):
             return None  # an unreadable config artifact: the run's params still say what was trained
+    return _parse_config(text, where)
+
+
+def _parse_config(text: str, where: str) -> dict[str, Any] | None:
+    from paramdoctor.config.loading import load_yaml_text
+    from paramdoctor.errors import ConfigError
+
     try:
-        data = load_yaml_text(text, f"run {run.info.run_id} {CONFIG_ARTIFACT}")
+        data = load_yaml_text(text, where)
     except ConfigError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _local_artifact(artifact_uri: str | None, name: str) -> Path | None:
+    """The file ``name`` in a run's artifact folder when that folder is on this machine (``file://`` or a path); else None."""
+    if not artifact_uri:
+        return None
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path)) / name
+    if parsed.scheme == "" and os.path.isabs(artifact_uri):
+        return Path(artifact_uri) / name
+    return None
+
+
+def _load_configs(client: "MlflowClient", runs: list["Run"]) -> list[dict[str, Any] | None]:
+    """Every run's config (:func:`_load_config`): local files read in place, downloads :data:`READERS` at a time.
+
+    Downloads share one artifact repository per artifact root (runs under
+    ``<root>/<run id>/artifacts``, MLflow's layout): making a repository per
+    run costs a thread pool and, on a tracking server, a capabilities request
+    before the listing and the download that ``download_artifacts`` makes.
+    One request per run is left: the file itself.
+    """
+    configs: list[dict[str, Any] | None] = [None] * len(runs)
+    remote = []
+    for i, run in enumerate(runs):
+        if _local_artifact(run.info.artifact_uri, CONFIG_ARTIFACT) is None:
+            remote.append(i)
+        else:
+            configs[i] = _load_config(client, run)
+    if not remote:
+        return configs
+    from concurrent.futures import ThreadPoolExecutor
+
+    downloader = _Downloads(client)
+    with tempfile.TemporaryDirectory(prefix="paramdoctor-") as tmp, ThreadPoolExecutor(max_workers=READERS) as pool:
+        for i, config in zip(remote, pool.map(lambda i: downloader.config(runs[i], Path(tmp) / f"{i}-{CONFIG_ARTIFACT}"), remote)):
+            configs[i] = config
+    return configs
+
+
+class _Downloads:
+    """``config.yaml`` of many runs through one artifact repository per artifact root (thread-safe)."""
+
+    def __init__(self, client: "MlflowClient") -> None:
+        import threading
+
+        self.client = client
+        self.repositories: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def config(self, run: "Run", local: Path) -> dict[str, Any] | None:
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
+
+        from paramdoctor.config.loading import read_text_file
+        from paramdoctor.errors import ConfigError
+
+        where = f"run {run.info.run_id} {CONFIG_ARTIFACT}"
+        try:
+            uri = add_databricks_profile_info_to_artifact_uri(run.info.artifact_uri, self.client.tracking_uri)
+            layout = f"/{run.info.run_id}/artifacts"
+            if uri.endswith(layout):
+                root, path = uri[: -len(layout)], f"{run.info.run_id}/artifacts/{CONFIG_ARTIFACT}"
+            else:
+                root, path = uri, CONFIG_ARTIFACT
+            self.repository(root)._download_file(path, str(local))
+            text = read_text_file(local, where)
+        except (MlflowException, OSError, ConfigError):
+            return None  # an unreadable config artifact: the run's params still say what was trained
+        finally:
+            local.unlink(missing_ok=True)
+        return _parse_config(text, where)
+
+    def repository(self, root: str) -> Any:
+        with self.lock:
+            repository = self.repositories.get(root)
+            if repository is None:
+                from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+                repository = self.repositories[root] = get_artifact_repository(root, tracking_uri=self.client.tracking_uri)
+            return repository
 
 
 def _search_all(client: "MlflowClient", experiment_ids: list[str]) -> Iterable["Run"]:
@@ -286,30 +399,96 @@ def _search_all(client: "MlflowClient", experiment_ids: list[str]) -> Iterable["
 
 
 def _bulk_histories(client: "MlflowClient", runs: list["Run"]) -> dict[str, dict[str, Series]]:
-    """Full metric histories of ``runs``: {run_id: {key: Series}}."""
+    """Full metric histories of ``runs``: {run_id: {key: Series}}, each run's keys in sorted order.
+
+    Per metric key and block of 100 runs, one bulk request: the store's
+    ``get_metric_history_bulk``, or on a tracking server its
+    ``get-history-bulk`` endpoint (the unsampled one MLflow's UI reads);
+    where neither is offered, or a block may have been cut short, one
+    ``get_metric_history`` per run and key. Requests go :data:`READERS` at a time.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from mlflow.store.tracking import MAX_RESULTS_GET_METRIC_HISTORY
 
     out: dict[str, dict[str, Series]] = {run.info.run_id: {} for run in runs}
     store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    bulk = getattr(store, "get_metric_history_bulk", None)
+    bulk = getattr(store, "get_metric_history_bulk", None) or _server_bulk(store)
     runs_by_key: dict[str, list[str]] = {}
     for run in runs:
         for key in run.data.metrics:
             runs_by_key.setdefault(key, []).append(run.info.run_id)
-    for key, run_ids in sorted(runs_by_key.items()):
-        for start in range(0, len(run_ids), _BULK_CHUNK):
-            chunk = run_ids[start : start + _BULK_CHUNK]
-            rows = bulk(chunk, key, MAX_RESULTS_GET_METRIC_HISTORY) if bulk is not None else None
+    blocks = [
+        (key, run_ids[start : start + _BULK_CHUNK])
+        for key, run_ids in sorted(runs_by_key.items())
+        for start in range(0, len(run_ids), _BULK_CHUNK)
+    ]
+
+    def read_block(block: tuple[str, list[str]]) -> list[Any] | None:
+        return bulk(block[1], block[0], MAX_RESULTS_GET_METRIC_HISTORY) if bulk is not None else None
+
+    def history(pair: tuple[str, str]) -> Series:
+        return series_from_metrics(client.get_metric_history(*pair))
+
+    one_by_one: list[tuple[str, str]] = []  # (run id, key) pairs read with one request each
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        for (key, chunk), rows in zip(blocks, pool.map(read_block, blocks) if bulk is not None else [None] * len(blocks)):
             if rows is None or len(rows) >= MAX_RESULTS_GET_METRIC_HISTORY:  # no bulk API, or possibly cut short
-                for run_id in chunk:
-                    out[run_id][key] = series_from_metrics(client.get_metric_history(run_id, key))
+                one_by_one.extend((run_id, key) for run_id in chunk)
                 continue
             grouped: dict[str, list[Any]] = {run_id: [] for run_id in chunk}
             for row in rows:
                 grouped.setdefault(row.run_id, []).append(row)  # a Metric with a run_id
             for run_id, metrics in grouped.items():
                 out[run_id][key] = series_from_metrics(metrics)
-    return out
+        for (run_id, key), series in zip(one_by_one, pool.map(history, one_by_one)):
+            out[run_id][key] = series
+    return {run_id: dict(sorted(series.items())) for run_id, series in out.items()}
+
+
+class _ServerMetric:
+    """One row of the server's bulk history: what :func:`series_from_metrics` and the grouping read."""
+
+    __slots__ = ("run_id", "step", "timestamp", "value")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.run_id, self.step, self.timestamp = row["run_id"], int(row["step"]), int(row["timestamp"])
+        self.value = float(row["value"])
+
+
+def _server_bulk(store: Any):
+    """``get_metric_history_bulk`` over a tracking server's ``ajax-api/2.0/mlflow/metrics/get-history-bulk``; None for other stores.
+
+    The endpoint (MLflow's UI reads it) runs the server's own
+    ``get_metric_history_bulk``: every point, for up to 100 runs and one key,
+    ordered as the SQL store orders them. A refused request (an older or
+    locked-down server) returns None for that block, which is then read run
+    by run.
+    """
+    try:
+        from mlflow.store.tracking.rest_store import RestStore
+    except ImportError:
+        return None
+    if not isinstance(store, RestStore):
+        return None
+    from mlflow.utils.rest_utils import http_request
+
+    def bulk(run_ids: list[str], key: str, max_results: int) -> list[_ServerMetric] | None:
+        try:
+            response = http_request(
+                store.get_host_creds(),
+                "/ajax-api/2.0/mlflow/metrics/get-history-bulk",
+                "GET",
+                params={"run_id": list(run_ids), "metric_key": key, "max_results": max_results},
+                raise_on_status=False,
+            )
+            if response.status_code != 200:
+                return None
+            return [_ServerMetric(row) for row in response.json().get("metrics", [])]
+        except (ValueError, KeyError, TypeError, OSError):
+            return None
+
+    return bulk
 
 
 def _experiment_name(client: "MlflowClient", experiment_id: str) -> str | None:

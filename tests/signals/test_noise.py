@@ -58,3 +58,61 @@ def test_rolling_median_removes_a_single_spike_and_keeps_monotone_curves():
 def test_finite_xy_drops_nonfinite_points():
     x, v = finite_xy([1, 2, 3, 4], [1.0, np.nan, np.inf, 2.0])
     assert x.tolist() == [1.0, 4.0] and v.tolist() == [1.0, 2.0]
+
+
+def test_savgol_interp_is_scipys_filter_number_for_number():
+    from scipy.signal import savgol_filter
+
+    from paramdoctor.signals.noise import savgol_interp
+
+    rng = np.random.default_rng(3)
+    for _ in range(400):
+        n = int(rng.integers(5, 300))
+        window = int(rng.integers(2, n // 2 + 2)) * 2 + 1
+        window = max(5, min(window, n if n % 2 else n - 1))
+        values = np.cumsum(rng.normal(size=n)) * 10 ** rng.uniform(-6, 6) + rng.uniform(-3, 3)
+        assert np.array_equal(savgol_interp(values, window), savgol_filter(values, window, 2, mode="interp"))
+    with pytest.raises(ValueError, match="longer than the curve"):
+        savgol_interp(np.ones(4), 5)
+
+
+def test_median_is_numpys_median_number_for_number():
+    from paramdoctor.signals.noise import median
+
+    rng = np.random.default_rng(4)
+    for n in [*range(1, 40), 101, 1000]:
+        for kind in range(4):
+            values = rng.normal(size=n) * 10 ** rng.uniform(-5, 5)
+            if kind == 1:
+                values = np.round(values)  # ties, and -0.0 next to 0.0
+                values[::3] = -0.0
+            if kind == 2:
+                values[rng.integers(n)] = np.nan
+            if kind == 3:
+                values[rng.integers(n)] = np.inf
+            got, expected = median(values), np.median(values)
+            assert np.array_equal(got, expected, equal_nan=True) and np.signbit(got) == np.signbit(expected)
+    assert median([3, 1, 2]) == 2.0  # not a float64 array: numpy does it
+
+
+def test_savgol_coefficients_are_scipys():
+    from scipy.signal import savgol_coeffs
+
+    from paramdoctor.signals.noise import _savgol_coeffs
+
+    for window in range(5, 402, 2):
+        assert np.array_equal(_savgol_coeffs(window), savgol_coeffs(window, 2))
+
+
+def test_spread_is_numpys_percentiles_number_for_number():
+    from paramdoctor.signals.noise import spread_5_95
+
+    rng = np.random.default_rng(5)
+    for n in [*range(1, 60), 257, 1000]:
+        values = rng.normal(size=n) * 10 ** rng.uniform(-6, 6)
+        if n % 4 == 0:
+            values = np.round(values)
+        expected = float(np.percentile(values, 95) - np.percentile(values, 5))
+        assert spread_5_95(values) == expected
+    with_nan = np.r_[1.0, np.nan, 2.0, 3.0]
+    assert np.isnan(spread_5_95(with_nan)) and np.isnan(np.percentile(with_nan, 95) - np.percentile(with_nan, 5))
