@@ -119,6 +119,24 @@ def usage_error_line(exc: BaseException) -> str:
     return f"error: {one_line(message + hint)}"
 
 
+DISTRIBUTED_COMMANDS = ("train",)
+"""The commands a torchrun job of several processes may run: the others would do their work once per process."""
+
+
+def _torchrun_refusal(argv: list[str]) -> str | None:
+    """Why this command must not run in a torchrun job of several processes (None when it may, or outside torchrun)."""
+    world = os.environ.get("WORLD_SIZE")
+    if world is None or "RANK" not in os.environ or world.strip() in ("", "1"):
+        return None
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is None or command in DISTRIBUTED_COMMANDS:
+        return None
+    return one_line(
+        f"paramdoctor {command} does not run under torchrun (WORLD_SIZE={world}): only "
+        f"{', '.join(DISTRIBUTED_COMMANDS)} trains across processes; run {command} as one plain process"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app; a ParamDoctorError or a usage error becomes one line and exit code 2."""
     # MLflow draws a tqdm bar on stderr for every artifact it downloads (a run's telemetry file, a
@@ -129,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     # which broke the --json commands' one-object output; paramdoctor prints its own links.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     _register()
+    refusal = _torchrun_refusal(sys.argv[1:] if argv is None else argv)
+    if refusal:
+        typer.echo(f"error: {refusal}", err=True)
+        return USAGE_EXIT_CODE
     try:
         result = app(args=argv, standalone_mode=False, prog_name="paramdoctor")
     except ParamDoctorError as exc:

@@ -1,4 +1,10 @@
-"""``paramdoctor train [CONFIG.yaml] [key=value ...]``: one instrumented fine-tuning run."""
+"""``paramdoctor train [CONFIG.yaml] [key=value ...]``: one instrumented fine-tuning run.
+
+Started by ``torchrun --nproc-per-node=N -m paramdoctor train ...`` every
+process joins the job's process group first (``paramdoctor.training.distributed``);
+rank 0 shows progress and the summary, the other ranks train in silence, and
+``--resume`` is resolved on rank 0 and handed to the others.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,13 @@ import time
 from typing import Optional
 
 import typer
+
+
+def _follower() -> bool:
+    """A process of a torchrun job other than rank 0 (before the process group is joined)."""
+    import os
+
+    return os.environ.get("RANK", "0").strip() not in ("", "0") and "WORLD_SIZE" in os.environ
 
 
 def _interrupt(signum, frame) -> None:
@@ -52,6 +65,8 @@ def train(
 
     console = Console()
     if dry_run:
+        if _follower():
+            return 0  # rank 0 prints the config once for the job
         text = dump_yaml(config, annotate=True)  # a null backbone_lr shows what it resolves to, as a comment
         if console.is_terminal:
             from rich.syntax import Syntax
@@ -61,9 +76,12 @@ def train(
             typer.echo(text, nl=False)
         return 0
 
-    from paramdoctor.training import fit
+    from paramdoctor.training import distributed, fit
 
-    return _run(console, config, quiet, lambda listener, events: fit(config, listener=listener, on_tracking_event=events))
+    with distributed.joined() as world:
+        return _run(
+            console, config, quiet, lambda listener, events: fit(config, listener=listener, on_tracking_event=events), world
+        )
 
 
 class _RunIdListener:
@@ -84,11 +102,13 @@ class _RunIdListener:
         self.inner.on_epoch_end(**kwargs)
 
 
-def _run(console, config, quiet: bool, train) -> int:
+def _run(console, config, quiet: bool, train, world) -> int:
     from rich.markup import escape
 
     from paramdoctor.cli.train_display import ProgressDisplay, print_summary
 
+    if not world.is_main:
+        return _run_silently(train)
     display = ProgressDisplay(console, enabled=not quiet)
     listener = _RunIdListener(display)
     t0 = time.perf_counter()
@@ -108,11 +128,35 @@ def _run(console, config, quiet: bool, train) -> int:
     return 0 if result.status == "FINISHED" else 1
 
 
+class _Quiet:
+    def on_fit_start(self, **_) -> None:
+        pass
+
+    def on_step(self, **_) -> None:
+        pass
+
+    def on_epoch_end(self, **_) -> None:
+        pass
+
+
+def _run_silently(train) -> int:
+    """A rank other than 0 of a torchrun job: trains its share and prints nothing (rank 0 speaks for the job)."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = train(_Quiet(), lambda event: None)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0 if result.status == "FINISHED" else 1
+
+
 def _resume(run_ref: str, args: list[str], *, quiet: bool, dry_run: bool) -> int:
     from rich.console import Console
 
     from paramdoctor.config import dump_yaml
     from paramdoctor.errors import ConfigError
+    from paramdoctor.training import distributed
     from paramdoctor.training.fit import fit
     from paramdoctor.training.resume import RunAlreadyComplete, close_complete_run, resume_point
 
@@ -121,16 +165,32 @@ def _resume(run_ref: str, args: list[str], *, quiet: bool, dry_run: bool) -> int
             f"--resume {run_ref} takes no config or overrides (got {args[0]!r}): a resumed run carries on with the config "
             "it started with; to change settings start a new run from its weights (model.weights=runs:/RUN_ID)"
         )
-    try:
-        point, config = resume_point(run_ref)
-    except RunAlreadyComplete as done:
-        typer.echo(close_complete_run(done))
-        return 0
-    console = Console()
-    if dry_run:
-        typer.echo(dump_yaml(point.state["config"]), nl=False)
-        return 0
-    console.print(f"[dim]resuming run {point.run_id} after epoch {point.state['epoch']}[/]")
-    return _run(
-        console, config, quiet, lambda listener, events: fit(config, listener=listener, resume_from=point, on_tracking_event=events)
-    )
+    with distributed.joined() as world:
+
+        def find_point():
+            try:
+                return resume_point(run_ref)
+            except RunAlreadyComplete as done:
+                return close_complete_run(done)
+
+        # rank 0 reads the run and its last.pt (the one machine sure to hold it) and hands both to the others
+        found = world.from_main(find_point)
+        if isinstance(found, str):  # the run had ended: closed, nothing to train
+            if world.is_main:
+                typer.echo(found)
+            return 0
+        point, config = found
+        console = Console()
+        if dry_run:
+            if world.is_main:
+                typer.echo(dump_yaml(point.state["config"]), nl=False)
+            return 0
+        if world.is_main:
+            console.print(f"[dim]resuming run {point.run_id} after epoch {point.state['epoch']}[/]")
+        return _run(
+            console,
+            config,
+            quiet,
+            lambda listener, events: fit(config, listener=listener, resume_from=point, on_tracking_event=events),
+            world,
+        )

@@ -21,6 +21,7 @@ from paramdoctor.data.digits import load_digits_arrays
 from paramdoctor.data.imagefolder import FolderLoader, FolderSamples, native_side, open_image_folder
 from paramdoctor.data.in_memory import ImageArrays, build_in_memory_pair
 from paramdoctor.data.lineage import SplitRecord, choose_split, fingerprint_arrays, fingerprint_files
+from paramdoctor.data.sharding import local_batch_size
 from paramdoctor.errors import ConfigError
 
 
@@ -91,6 +92,8 @@ def build_loaders(
     model_name: str | None = None,
     parent_split: SplitRecord | None = None,
     parent_where: str = "model.weights",
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Loaders:
     """Split, store and batch the dataset ``cfg`` names, for training on ``device``.
 
@@ -99,10 +102,24 @@ def build_loaders(
     ``parent_split`` is the split of the run whose weights this run starts
     from: on the same data it is reused, or a leaking split is refused
     (``paramdoctor.data.lineage``).
+
+    In a torchrun job (``world_size`` processes) every process splits the
+    data the same way and its loaders yield rank ``rank``'s share of each
+    epoch, ``cfg.batch_size / world_size`` samples a step
+    (:mod:`paramdoctor.data.sharding`); ``cfg.batch_size`` stays the job's batch.
     """
+    batch_size = local_batch_size(cfg.batch_size, world_size)
     if cfg.dataset == "imagefolder":
         return _folder_loaders(
-            cfg, seed=seed, device=device, model_name=model_name, parent_split=parent_split, parent_where=parent_where
+            cfg,
+            seed=seed,
+            device=device,
+            model_name=model_name,
+            parent_split=parent_split,
+            parent_where=parent_where,
+            batch_size=batch_size,
+            rank=rank,
+            world_size=world_size,
         )
     arrays: ImageArrays = (
         load_digits_arrays() if cfg.dataset == "digits" else load_cifar_arrays(cfg.dataset, cfg.root, cfg.download)
@@ -115,10 +132,12 @@ def build_loaders(
         train_index,
         val_index,
         device=device,
-        batch_size=cfg.batch_size,
+        batch_size=batch_size,
         seed=seed,
         augment_train=cfg.augment,
         image_size=image_size,
+        rank=rank,
+        world_size=world_size,
     )
     return Loaders(
         train=train,
@@ -140,6 +159,9 @@ def _folder_loaders(
     model_name: str | None,
     parent_split: SplitRecord | None,
     parent_where: str,
+    batch_size: int,
+    rank: int,
+    world_size: int,
 ) -> Loaders:
     if not cfg.root:
         raise ConfigError("data.root is required for dataset imagefolder; set data.root=/path/to/folder")
@@ -151,11 +173,13 @@ def _folder_loaders(
     loaders = [
         FolderLoader(
             FolderSamples(folder, index, size=size, augment=cfg.augment and is_train, padding=padding),
-            batch_size=cfg.batch_size,
+            batch_size=batch_size,
             seed=seed,
             shuffle=is_train,
             num_workers=cfg.num_workers,
             device=device,
+            rank=rank,
+            world_size=world_size,
         )
         for index, is_train in ((train_index, True), (val_index, False))
     ]

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets import ImageFolder
 
 from paramdoctor.data.in_memory import epoch_generator
+from paramdoctor.data.sharding import EpochShard
 from paramdoctor.errors import InputError, ParamDoctorError, TrainingError
 
 # the usual statistics for natural photographs (and what ImageNet-pretrained models expect)
@@ -80,18 +81,36 @@ def native_side(folder: ImageFolder) -> int:
 
 
 class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Batches of ``(position, sample_seed)``: the order and every seed follow from ``(seed, epoch)``."""
+    """Batches of ``(position, sample_seed)``: the order and every seed follow from ``(seed, epoch)``.
 
-    def __init__(self, num_samples: int, batch_size: int, *, seed: int, shuffle: bool, drop_lone_last: bool) -> None:
+    ``shard`` is this process's share of each epoch in a torchrun job
+    (:mod:`paramdoctor.data.sharding`); a plain process takes all of it.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        seed: int,
+        shuffle: bool,
+        drop_lone_last: bool,
+        shard: EpochShard | None = None,
+    ) -> None:
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.drop_lone_last = drop_lone_last
+        self.shard = shard if shard is not None else EpochShard(num_samples)
         self.epoch = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.shard.set_epoch(epoch)
+
     def __len__(self) -> int:
-        full, rest = divmod(self.num_samples, self.batch_size)
+        full, rest = divmod(len(self.shard), self.batch_size)
         if rest == 0 or (rest == 1 and self.drop_lone_last and full > 0):
             return full
         return full + 1
@@ -101,6 +120,9 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
         n = self.num_samples
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         seeds = torch.randint(0, 2**62, (n,), generator=generator)
+        if self.shard.num_replicas > 1:  # this rank's positions of the global order, each with its sample's seed
+            mine = self.shard.positions()
+            order, seeds = order[mine], seeds[mine]
         pairs = list(zip(order.tolist(), seeds.tolist()))
         for i in range(len(self)):
             yield pairs[i * self.batch_size : (i + 1) * self.batch_size]
@@ -155,11 +177,25 @@ class FolderSamples(Dataset):
 class FolderLoader:
     """A DataLoader over FolderSamples that yields ``(x, y)`` already on the device."""
 
-    def __init__(self, samples: FolderSamples, *, batch_size: int, seed: int, shuffle: bool, num_workers: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        samples: FolderSamples,
+        *,
+        batch_size: int,
+        seed: int,
+        shuffle: bool,
+        num_workers: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.samples = samples
         self.device = device
         self.batch_size = batch_size
-        self.batches = SeededBatchSampler(len(samples), batch_size, seed=seed, shuffle=shuffle, drop_lone_last=shuffle)
+        shard = EpochShard(len(samples), num_replicas=world_size, rank=rank, pad=shuffle)
+        self.batches = SeededBatchSampler(
+            len(samples), batch_size, seed=seed, shuffle=shuffle, drop_lone_last=shuffle, shard=shard
+        )
         self._loader = DataLoader(
             samples,
             batch_sampler=self.batches,
@@ -174,7 +210,7 @@ class FolderLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order and augmentation the next iteration uses."""
-        self.batches.epoch = epoch
+        self.batches.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from paramdoctor.data import augment
+from paramdoctor.data.sharding import EpochShard
 
 #: Largest stored tensor (bytes) resized once at build time; above it, each batch is resized instead.
 RESIZE_AT_BUILD_BUDGET = 1 << 30
@@ -90,6 +91,7 @@ class InMemoryLoader:
         flip: bool = False,
         resize_to: int | None = None,
         drop_lone_last: bool = False,
+        shard: EpochShard | None = None,
     ) -> None:
         self.images = images
         self.labels = labels
@@ -101,6 +103,8 @@ class InMemoryLoader:
         self.resize_to = resize_to
         # a last batch of one sample breaks BatchNorm in training mode, so training drops it
         self.drop_lone_last = drop_lone_last
+        # this process's share of each epoch in a torchrun job (all of it in a plain process)
+        self.shard = shard if shard is not None else EpochShard(int(labels.shape[0]))
         self.epoch = 0
         self._mean = torch.tensor(mean, dtype=torch.float32, device=images.device)
         self._std = torch.tensor(std, dtype=torch.float32, device=images.device)
@@ -116,9 +120,10 @@ class InMemoryLoader:
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order and augmentation the next iteration uses."""
         self.epoch = epoch
+        self.shard.set_epoch(epoch)
 
     def __len__(self) -> int:
-        n, b = self.num_samples, self.batch_size
+        n, b = len(self.shard), self.batch_size
         full, rest = divmod(n, b)
         if rest == 0 or (rest == 1 and self.drop_lone_last and full > 0):
             return full
@@ -130,6 +135,11 @@ class InMemoryLoader:
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         offsets = augment.sample_crop_offsets(n, self.padding, generator) if self.padding else None
         flips = augment.sample_flips(n, generator) if self.flip else None
+        if self.shard.num_replicas > 1:  # this rank's positions of the global order, with their crops and flips
+            mine = self.shard.positions()
+            order = order[mine]
+            offsets = offsets[mine] if offsets is not None else None
+            flips = flips[mine] if flips is not None else None
         device = self.device
         order = order.to(device, non_blocking=True)
         offsets = offsets.to(device, non_blocking=True) if offsets is not None else None
@@ -157,8 +167,15 @@ def build_in_memory_pair(
     seed: int,
     augment_train: bool,
     image_size: int,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[InMemoryLoader, InMemoryLoader]:
-    """Train and validation loaders over ``arrays``, stored on ``device`` at ``image_size``."""
+    """Train and validation loaders over ``arrays``, stored on ``device`` at ``image_size``.
+
+    In a torchrun job of ``world_size`` processes, ``batch_size`` is this
+    process's share of the job's batch and each loader yields rank ``rank``'s
+    share of every epoch (:mod:`paramdoctor.data.sharding`).
+    """
     native = arrays.images.shape[-1]
     padding = arrays.padding if native == image_size else max(1, round(arrays.padding * image_size / native))
     loaders = []
@@ -185,6 +202,7 @@ def build_in_memory_pair(
                 flip=arrays.flip and is_train and augment_train,
                 resize_to=resize_to,
                 drop_lone_last=is_train,
+                shard=EpochShard(len(index), num_replicas=world_size, rank=rank, pad=is_train),
             )
         )
     return loaders[0], loaders[1]

@@ -15,6 +15,12 @@ duplicate step (the tracking layer drops steps the run already holds).
 Bad input (config, data, weights) fails before any MLflow run exists, so there
 is never a half-written run.
 
+Under ``torchrun`` (:mod:`paramdoctor.training.distributed`) the same loop
+trains with DistributedDataParallel: each rank takes its share of every
+epoch's global batches, the sums behind a logged metric are added over the
+ranks first, and rank 0 alone opens the MLflow run (the others learn its id),
+writes the checkpoints and decides when to stop; the other ranks obey.
+
 A caller that trains many runs (``tune``) can end one early and in order: its
 listener raises :class:`StopTraining` from ``on_epoch_end`` (a pruned trial),
 and ``metric_tap`` receives every metric the monitor logs, in process, so the
@@ -29,10 +35,11 @@ import random
 import secrets
 import tempfile
 import time
-from contextlib import ExitStack, nullcontext
+import warnings
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -42,6 +49,7 @@ from torch import nn
 from paramdoctor import __version__, keys
 from paramdoctor.config import TrainConfig, dump_yaml, flatten, to_tree
 from paramdoctor.errors import InputError
+from paramdoctor.training import distributed
 from paramdoctor.training.checkpoint import CheckpointDir, cpu_state_dict, rng_state, set_rng_state
 from paramdoctor.training.early_stopping import EarlyStopping
 from paramdoctor.training.optim import build_optimizer
@@ -201,7 +209,10 @@ def _freeze_batchnorm(model: nn.Module) -> None:
 # --- one epoch ------------------------------------------------------------------
 
 
-def _evaluate(model: nn.Module, loader, autocast) -> tuple[float, float]:
+def _evaluate(
+    model: nn.Module, loader, autocast, world: distributed.World = distributed.SINGLE, device: torch.device | None = None
+) -> tuple[float, float]:
+    """(mean loss, accuracy) over the validation set: each rank's share, summed over the ranks."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.int64)
@@ -213,9 +224,24 @@ def _evaluate(model: nn.Module, loader, autocast) -> tuple[float, float]:
             loss_sum = loss_sum + F.cross_entropy(logits.float(), y, reduction="sum").double().cpu()
             correct = correct + (logits.argmax(1) == y).sum().cpu()
             seen += y.numel()
+    if world.is_distributed:
+        # on the training device: its tensors travel by NCCL between GPUs, by gloo between CPUs
+        loss_sum, correct, seen = _summed(world, loss_sum, correct, seen, device or torch.device("cpu"))
     if seen == 0:
         return float("nan"), float("nan")
     return float(loss_sum) / seen, float(correct) / seen
+
+
+def _summed(world: distributed.World, loss_sum, correct, seen, device: torch.device) -> tuple[float, int, int]:
+    """A loss sum, a correct count and a sample count, each added up over the ranks (exact in float64)."""
+    totals = torch.stack(
+        [torch.as_tensor(loss_sum, dtype=torch.float64).detach().reshape(()).to(device),
+         torch.as_tensor(correct).detach().reshape(()).to(device, torch.float64),
+         torch.tensor(float(seen), dtype=torch.float64, device=device)]
+    )
+    world.sum_(totals)
+    loss, right, count = totals.tolist()
+    return loss, int(round(right)), int(round(count))
 
 
 def _chunks(iterable, size: int):
@@ -257,17 +283,19 @@ def fit(
     from paramdoctor.data import build_loaders
     from paramdoctor.data.lineage import split_of_weights
     from paramdoctor.hooks import FanoutSink, NonFiniteLossError, TrainingMonitor
-    from paramdoctor.tracking import start_run
 
     listener = listener or _Silent()
+    world = distributed.current()
     t_start = time.perf_counter()
     # named before seeding: MLflow's own name generator draws from the seeded `random`,
     # which would give every run of the same seed the same name
     run_name = config.experiment.run_name or f"{config.data.dataset}-{config.model.name}-{secrets.token_hex(3)}"
+    if world.is_distributed:  # every rank names the run the same; rank 0's name is the one MLflow gets
+        run_name = world.broadcast(run_name)
 
     # -- set-up: everything that can fail on bad input happens before the run exists
     seed_everything(config.seed)
-    device = resolve_device(config.trainer.device)
+    device = world.device(resolve_device(config.trainer.device))
     amp_dtype = resolve_precision(config.trainer.precision, device)
     if resume_from is None:
         data_cfg, model_cfg = config.data, config.model
@@ -284,6 +312,8 @@ def fit(
         model_name=config.model.name,
         parent_split=parent_split,
         parent_where=f"model.weights={config.model.weights}",
+        rank=world.rank,
+        world_size=world.size if world.is_distributed else 1,
     )
     if resume_from is not None and loaders.split != resume_from.split:
         raise InputError(
@@ -291,6 +321,12 @@ def fit(
             f"(split {resume_from.split.to_json()}, now {loaders.split.to_json() if loaders.split else None}); start a new run"
         )
     bundle, model, optimizer = model_on_device(config, model_cfg, loaders, device)
+    if world.is_distributed:
+        if device.type == "cuda":
+            # one set of BatchNorm statistics over the job's batch, as a single process computes them
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if world.rank:
+            torch.manual_seed(config.seed + world.rank)  # dropout masks of their own; the weights are rank 0's (DDP)
     accumulate = config.trainer.accumulate_grad_batches
     steps_per_epoch = math.ceil(len(loaders.train) / accumulate)
     total_steps = steps_per_epoch * config.trainer.max_epochs
@@ -319,6 +355,9 @@ def fit(
         keys.TAG_TRAIN_SAMPLES: str(loaders.train.num_samples),
         **(extra_tags or {}),
     }
+    if world.backend is not None:
+        tags[keys.TAG_WORLD_SIZE] = str(world.size)
+        tags[keys.TAG_DIST_BACKEND] = distributed.backend_for(device)
     if split_json:
         tags[keys.TAG_SPLIT] = split_json
     if getattr(bundle, "weights_report", None):
@@ -340,7 +379,7 @@ def fit(
         stopper.load_state_dict(state["early_stopping"])
         history = [dict(row) for row in state["history"]]
         first_epoch = int(state["epoch"]) + 1
-        if es_cfg.restore_best_weights:
+        if es_cfg.restore_best_weights and world.is_main:
             best_state = state.get("best_model")
             if best_state is None and stopper.best_epoch == state["epoch"]:
                 best_state = cpu_state_dict(model)  # the last epoch was the best: saved once, as the model
@@ -351,12 +390,13 @@ def fit(
     checkpoints: CheckpointDir | None = None
 
     stack = ExitStack()
-    if resume_from is not None:
+    if resume_from is not None and world.is_main:
         # taken before the run is reopened: a trainer still at work on it keeps it, untouched
         checkpoints = CheckpointDir(resume_from.checkpoint_root, resume_from.run_id)
         stack.callback(CheckpointDir.unlock, checkpoints.lock())
     try:
-        with stack, start_run(
+        with stack, _open_run(
+            world,
             experiment=config.experiment.name,
             run_name=run_name,
             params=params,
@@ -368,7 +408,7 @@ def fit(
             resume_run_id=None if resume_from is None else resume_from.run_id,
             on_tracking_event=on_tracking_event,
         ) as run:
-            if resume_from is None:
+            if resume_from is None and world.is_main:
                 checkpoints = CheckpointDir(config.trainer.checkpoint_dir, run.run_id)
                 # held until the run is closed or this process dies: liveness on this machine
                 stack.callback(CheckpointDir.unlock, checkpoints.lock())
@@ -391,12 +431,16 @@ def fit(
             else:
                 monitor.load_state_dict(resume_from.state["monitor"])
                 # last: the RNG streams continue exactly where the checkpoint left them
-                set_rng_state(resume_from.state["rng"])
+                set_rng_state(_rng_of_rank(resume_from.state, world))
             if frozen:
                 _set_backbone_trainable(bundle.param_groups, False)
+            net = _data_parallel(model, world, device)  # what the training forward runs through
 
             def save_checkpoint(epoch: int, improved: bool) -> None:
                 """Metrics first, then the checkpoint: a checkpoint never runs ahead of what the run holds."""
+                ranks_rng = world.gather(rng_state()) if world.is_distributed else None
+                if not world.is_main:
+                    return  # written once, by rank 0, with every rank's RNG streams
                 run.flush()
                 current = cpu_state_dict(model)
                 if improved:
@@ -412,6 +456,7 @@ def fit(
                         "early_stopping": stopper.state_dict(),
                         "monitor": monitor.state_dict(),
                         "rng": rng_state(),
+                        "rng_ranks": ranks_rng,
                         "history": history,
                         "split": _split_dict(loaders),
                         "config": tree,
@@ -428,6 +473,7 @@ def fit(
                     if frozen and epoch > config.model.freeze_backbone_epochs:
                         _set_backbone_trainable(bundle.param_groups, True)
                         frozen = False
+                        net = _data_parallel(model, world, device)  # DDP learns the parameters it syncs when built
                     loaders.train.set_epoch(epoch)
 
                     # -- train: forward, backward over the accumulation group, then one update
@@ -440,14 +486,16 @@ def fit(
                     for step_in_epoch, group in enumerate(_chunks(loaders.train, accumulate), start=1):
                         group_size = sum(y.numel() for _, y in group)
                         step_loss = torch.zeros((), device=device, dtype=torch.float32)
-                        for x, y in group:
-                            with autocast():
-                                logits = model(x)
-                                loss = F.cross_entropy(
-                                    logits.float(), y, reduction="sum", label_smoothing=config.trainer.label_smoothing
-                                )
-                            # every sample weighs the same, however the group splits into micro-batches
-                            scaler.scale(loss / group_size).backward()
+                        for micro, (x, y) in enumerate(group, start=1):
+                            # DDP averages gradients over the ranks once per update, at the group's last backward
+                            with nullcontext() if micro == len(group) or net is model else net.no_sync():
+                                with autocast():
+                                    logits = net(x)
+                                    loss = F.cross_entropy(
+                                        logits.float(), y, reduction="sum", label_smoothing=config.trainer.label_smoothing
+                                    )
+                                # every sample weighs the same, however the group splits into micro-batches
+                                scaler.scale(loss / group_size).backward()
                             with torch.no_grad():
                                 plain = loss if config.trainer.label_smoothing == 0 else F.cross_entropy(
                                     logits.float(), y, reduction="sum"
@@ -456,6 +504,7 @@ def fit(
                                 loss_sum += plain.detach().double()
                                 correct += (logits.argmax(1) == y).sum()
                             seen += y.numel()
+                        world.mean_(step_loss)  # the job's loss: every rank logs, checks and shows the same number
                         scaler.unscale_(optimizer)
                         monitor.after_backward()  # global grad norm, before clipping
                         if config.trainer.gradient_clip_val is not None:
@@ -467,11 +516,16 @@ def fit(
                         scheduler.step()
                         listener.on_step(epoch=epoch, step_in_epoch=step_in_epoch, loss=step_loss, lr=optimizer.param_groups[-1]["lr"])
 
-                    train_loss = float(loss_sum) / max(seen, 1)
-                    train_acc = float(correct) / max(seen, 1)
+                    if world.is_distributed:
+                        train_sum, train_correct, seen = _summed(world, loss_sum, correct, seen, device)
+                    else:
+                        train_sum, train_correct = float(loss_sum), float(correct)
+                    train_loss = train_sum / max(seen, 1)
+                    train_acc = train_correct / max(seen, 1)
 
-                    # -- evaluate
-                    val_loss, val_acc = _evaluate(model, loaders.val, autocast)
+                    # -- evaluate (every rank with rank 0's BatchNorm statistics: one model, as checkpointed)
+                    world.broadcast_buffers(model)
+                    val_loss, val_acc = _evaluate(model, loaders.val, autocast, world, device)
                     elapsed = time.perf_counter() - t_epoch
                     metrics = {
                         keys.TRAIN_LOSS: train_loss,
@@ -488,19 +542,22 @@ def fit(
 
                     # -- early stopping: keep the best weights, stop when patience runs out
                     improved = stopper.update(epoch, metrics[es_cfg.monitor])
-                    if improved and es_cfg.restore_best_weights:
-                        best_state = cpu_state_dict(model)
                     stop_request: StopTraining | None = None
                     try:
                         listener.on_epoch_end(epoch=epoch, metrics=metrics, improved=improved)
                     except StopTraining as exc:
                         stop_request = exc  # after the checkpoint: the epoch is complete
+                    should_stop = es_cfg.enabled and stopper.should_stop
+                    if world.is_distributed:  # rank 0 decides; every rank does what it decided
+                        improved, should_stop, stop_request = _decided_on_main(world, improved, should_stop, stop_request)
+                    if improved and es_cfg.restore_best_weights and world.is_main:
+                        best_state = cpu_state_dict(model)
                     if config.trainer.stop_on_nonfinite and not math.isfinite(train_loss):
                         raise NonFiniteLossError(f"train/loss is {train_loss} at epoch {epoch}")
                     save_checkpoint(epoch, improved)
                     if stop_request is not None:
                         raise stop_request
-                    if es_cfg.enabled and stopper.should_stop:
+                    if should_stop:
                         stop_reason = STOP_EARLY
                         break
             except NonFiniteLossError as exc:
@@ -509,10 +566,12 @@ def fit(
                 stop_reason = exc.reason
                 run.set_tags(exc.tags)
             except KeyboardInterrupt:
-                _finish(run, model, best_state, stopper, STOP_INTERRUPTED, es_cfg.restore_best_weights, loaders, history)
+                if world.is_main:
+                    _finish(run, model, best_state, stopper, STOP_INTERRUPTED, es_cfg.restore_best_weights, loaders, history)
                 raise
 
-            _finish(run, model, best_state, stopper, stop_reason, es_cfg.restore_best_weights, loaders, history)
+            if world.is_main:
+                _finish(run, model, best_state, stopper, stop_reason, es_cfg.restore_best_weights, loaders, history)
             monitor.after_fit()
             if failure:
                 # leaving the run through an exception marks it FAILED with this reason
@@ -576,3 +635,105 @@ def _finish(
         # at the last complete epoch, through the step guard: a run stopped twice at the same epoch logs it once
         run.sink.log_metrics(summary, int(history[-1]["epoch"]) if history else 0)
     run.set_tags({keys.TAG_STOP_REASON: stop_reason})
+
+
+# --- a torchrun job -----------------------------------------------------------------
+
+
+class _DiscardSink:
+    """Where the monitor of a rank other than 0 logs: nowhere (rank 0 logs the job's numbers)."""
+
+    spooled = 0
+
+    def log(self, key: str, value: float, step: int) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int, **_: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+@dataclass
+class _FollowerRun:
+    """The MLflow run as a rank other than 0 sees it: rank 0's ids, and no writes."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    experiment: str
+    tracking_uri: str
+    sink: _DiscardSink = field(default_factory=_DiscardSink)
+    spooled: int = 0
+
+    def set_tags(self, tags: Any) -> None:
+        pass
+
+    def log_artifact(self, *_: Any, **__: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+@contextmanager
+def _open_run(world: distributed.World, **kwargs: Any) -> Iterator[Any]:
+    """``start_run(**kwargs)`` on rank 0; on the other ranks the same run's ids (one MLflow run per job).
+
+    Rank 0 failing to open the run (a tracking server that refuses it) stops
+    every rank with its error instead of leaving them waiting.
+    """
+    from paramdoctor.tracking import start_run
+
+    if not world.is_distributed:
+        with start_run(**kwargs) as run:
+            yield run
+        return
+    with ExitStack() as stack:
+        opened: list[Any] = []
+
+        def open_on_main() -> tuple[str, str, str, str, str]:
+            run = stack.enter_context(start_run(**kwargs))
+            opened.append(run)
+            return (run.run_id, run.run_name, run.experiment_id, run.experiment, run.tracking_uri)
+
+        ids = world.from_main(open_on_main)
+        yield opened[0] if opened else _FollowerRun(*ids)
+
+
+def _data_parallel(model: nn.Module, world: distributed.World, device: torch.device) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel in a job of several processes; ``model`` itself otherwise.
+
+    Built again whenever the set of trainable parameters changes (a backbone
+    unfrozen): DDP fixes the parameters it averages when it is made.
+    """
+    if not world.is_distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cpu":
+        # CPU convolutions hand back weight gradients with other strides on size-1 dims (one input
+        # channel): the same layout, flagged as a mismatch; on CUDA the warning stays, it can matter there
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides", category=UserWarning)
+    # gradients as views of the buckets DDP averages: no copy, and no layout mismatch for size-1 dims
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
+    )
+
+
+def _decided_on_main(
+    world: distributed.World, improved: bool, should_stop: bool, stop_request: StopTraining | None
+) -> tuple[bool, bool, StopTraining | None]:
+    """Rank 0's early-stopping verdict and stop request, on every rank."""
+    request = None if stop_request is None else (stop_request.reason, stop_request.message, stop_request.tags)
+    improved, should_stop, request = world.broadcast((bool(improved), bool(should_stop), request))
+    return improved, should_stop, None if request is None else StopTraining(request[0], request[1], request[2])
+
+
+def _rng_of_rank(state: dict[str, Any], world: distributed.World) -> dict[str, Any]:
+    """The RNG streams this rank saved in a checkpoint (rank 0's in a plain process or a job of another size)."""
+    ranks = state.get("rng_ranks")
+    if world.is_distributed and ranks and len(ranks) == world.size:
+        return ranks[world.rank]
+    return state["rng"]
