@@ -47,7 +47,9 @@ class DataConfig(_Section):
         ),
     )
     subset: int | None = Field(None, ge=1, description="use only this many training samples (small-data experiments)")
-    batch_size: int = Field(64, ge=1, description="samples per forward pass (per micro-batch)")
+    batch_size: int = Field(
+        64, ge=1, description="samples per forward pass (per micro-batch); under torchrun the whole job's, split evenly over the processes"
+    )
     num_workers: int = Field(0, ge=0, description="DataLoader workers for datasets read from disk")
     augment: bool = Field(True, description="random crop with padding and (except digits) horizontal flip on training batches")
     image_size: int | None = Field(None, ge=8, description="resize images to this side (torchvision models on small images)")
