@@ -34,6 +34,7 @@ EXPERIMENT = "ddp"
 CONFIG = [
     "data.subset=300",
     "data.batch_size=32",
+    "trainer.accumulate_grad_batches=2",  # DDP syncs once per update (no_sync on the first micro-batch)
     "model.batchnorm_eval=true",
     "trainer.max_epochs=4",
     "trainer.flush_every_s=0.2",
@@ -62,6 +63,30 @@ STOP_IN_EPOCH_2 = textwrap.dedent(
             fit(load_config(None, sys.argv[1:]), listener=StopInEpoch2())
         except KeyboardInterrupt:
             sys.exit(130)
+    """
+)
+
+
+FROM_MAIN = textwrap.dedent(
+    """
+    from paramdoctor.errors import InputError
+    from paramdoctor.training import distributed
+
+    def lookup(found):
+        def on_rank_0():
+            if not found:
+                raise InputError("--resume nope: no such run")
+            return {"run_id": "abc", "epoch": 3}
+        return on_rank_0
+
+    with distributed.joined() as world:
+        assert world.is_distributed and world.size == 2
+        print(f"rank {world.rank}: found {world.from_main(lookup(True))}", flush=True)
+        try:
+            world.from_main(lookup(False))
+        except InputError as exc:
+            print(f"rank {world.rank}: InputError: {exc}", flush=True)
+        world.barrier()  # both ranks are still in step after the error
     """
 )
 
@@ -133,7 +158,7 @@ def test_its_reduced_metrics_equal_a_single_process_on_the_same_data(jobs):
         assert len(two[key]) >= 2, key
         for (step, a), (_, b) in zip(two[key], single[key]):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6), f"{key} at step {step}: 2 ranks {a}, 1 process {b}"
-    assert runs["two-ranks"].data.params["data.batch_size"] == "32"  # the job's batch, 16 per rank
+    assert runs["two-ranks"].data.params["data.batch_size"] == "32"  # the job's micro-batch, 16 per rank
 
 
 def test_a_stopped_job_resumes_under_torchrun_into_the_same_run_and_curves(jobs):
@@ -152,12 +177,18 @@ def test_a_stopped_job_resumes_under_torchrun_into_the_same_run_and_curves(jobs)
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6), f"{key} at step {step}: resumed {a}, uninterrupted {b}"
 
 
-def test_an_error_on_rank_0_stops_every_rank_with_the_same_one_line_error(module_store):
-    result = torchrun("-m", "paramdoctor", "train", "--resume", "no-such-run", "-q")
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 2 and len(set(errors)) == 1, result.stderr[-3000:]  # rank 0's, and rank 1's copy of it
-    assert "--resume no-such-run: no such run id, or run name" in errors[0]
+def test_what_rank_0_finds_or_fails_to_find_reaches_every_rank(tmp_path):
+    """``World.from_main``: rank 0's answer on every rank; rank 0's input error raised on every rank, none left waiting."""
+    script = tmp_path / "from_main.py"
+    script.write_text(FROM_MAIN)
+    result = torchrun(str(script))
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank "))
+    assert lines == sorted(
+        f"rank {rank}: {said}"
+        for rank in (0, 1)
+        for said in ("found {'run_id': 'abc', 'epoch': 3}", "InputError: --resume nope: no such run")
+    ), result.stdout
 
 
 def test_only_train_runs_under_a_multi_process_launcher(monkeypatch, capsys):
