@@ -7,7 +7,10 @@ partial curves) stop bad trials early. At the end: the best trials, the
 pruned ones and why, each key's fANOVA importance, and the best config
 written as YAML for ``paramdoctor train``. The study itself lives in an
 Optuna storage and can be continued (``--resume``) or shared between
-processes. :mod:`paramdoctor.experiments.tune` has the details,
+processes: ``--join`` creates it when it is missing and joins it when it
+exists, so every worker (several processes, several machines on one
+database) runs the same command and all may start at the same moment.
+:mod:`paramdoctor.experiments.tune` has the details,
 :mod:`paramdoctor.experiments.search_space` the ``--space`` file format.
 
 ``--json`` prints one object (``schema_version`` 1)::
@@ -29,7 +32,8 @@ processes. :mod:`paramdoctor.experiments.tune` has the details,
 
 Exit codes: 0 the study has at least one complete trial, 1 none, 2 bad input
 (one line, nothing trained: a bad config, override, ``--space`` entry,
-storage, a study that exists without ``--resume`` or does not with it), 130
+storage, a study that exists without ``--resume``/``--join`` or does not
+with ``--resume``, a joined study started with another config or space), 130
 interrupted (Ctrl-C or SIGTERM: the trial in flight is marked FAIL and its
 run KILLED, the parent run KILLED; the study stays resumable and the line
 printed says how).
@@ -91,10 +95,19 @@ def tune(
         help="Optuna storage, e.g. sqlite:///tune.db or postgresql://... (default: optuna.db next to the MLflow store).",
     ),
     study: Optional[str] = typer.Option(None, "--study", metavar="NAME", help="Study name (default: a new one)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the existing study --study NAME."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the existing study --study NAME (it must exist)."),
+    join: bool = typer.Option(
+        False, "--join",
+        help="Create the study --study NAME if it is missing, else join it with the same config and space: start "
+        "any number of workers (processes, machines sharing --storage) at once with the same command. They "
+        "share one parent run and never run a trial twice.",
+    ),
     out: Path = typer.Option(Path("best_config.yaml"), "--out", metavar="FILE.yaml", help="Where to write the best config."),
-    sampler_seed: Optional[int] = typer.Option(None, "--sampler-seed", min=0, metavar="N",
-                                               help="Seed of the sampler (default: the config's seed)."),
+    sampler_seed: Optional[int] = typer.Option(
+        None, "--sampler-seed", min=0, metavar="N",
+        help="Seed of the sampler (default: the config's seed; a worker that finds the study made adds its process "
+        "id, so workers draw different params).",
+    ),
     rules: Optional[list[Path]] = typer.Option(None, "--rules", metavar="DIR", help="Also load the rule files in DIR."),
     as_json: bool = typer.Option(False, "--json", help="Print only the result as one JSON object."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per trial; only the summary."),
@@ -104,7 +117,7 @@ def tune(
     from paramdoctor.experiments.tune import TuneOptions, check_options, run_tune
 
     options = TuneOptions(trials=trials, sampler=sampler, pruner=pruner, doctor_prune=doctor_prune, storage=storage,
-                          study=study, resume=resume, out=out, seed=sampler_seed)
+                          study=study, resume=resume, join=join, out=out, seed=sampler_seed)
     check_options(options)
     argv = list(args or [])
     base, label = _base(argv)
@@ -175,7 +188,8 @@ def _resume_command(argv: list[str], options: Any, result: "TuneResult", space: 
     parts += ["--sampler", options.sampler, "--pruner", options.pruner]
     if not options.doctor_prune:
         parts.append("--no-doctor-prune")
-    parts += ["--storage", result.storage, "--study", result.study, "--resume"]  # a password stays hidden: add it back
+    # a password stays hidden: add it back; a worker of a shared study rejoins it with --join
+    parts += ["--storage", result.storage, "--study", result.study, "--join" if options.join else "--resume"]
     return " ".join(shlex.quote(p) for p in parts)
 
 

@@ -19,18 +19,34 @@ Where things go:
   (``sqlite:///path/mlflow.db`` -> ``sqlite:///path/optuna.db``), else
   ``optuna.db`` in the working directory. Never in memory: a study stopped by
   Ctrl-C must stay resumable. A new study refuses a name that exists
-  ("pass --resume"); ``resume`` refuses one that does not. The study's user
-  attrs hold its base config, its search space and its parent run id; a
-  resumed study must be given the same config and space (the first
-  difference is named).
+  ("pass --resume"); ``resume`` refuses one that does not; ``join`` creates
+  the study when it is missing and joins it when it exists, so any number of
+  workers can be started at the same moment with the same command. The
+  study's user attrs hold its base config, its search space and its parent
+  run id; a resumed or joined study must be given the same config and space
+  (the first difference is named). Opening the storage is retried (5
+  attempts, exponential back-off from 0.1 s) when several processes create
+  Optuna's tables in an empty database at once.
+* **Workers starting together** - every attr above is recorded with an
+  atomic insert-if-absent on Optuna's ``study_user_attributes`` table (its
+  ``UNIQUE(study_id, key)`` lets exactly one INSERT win on SQLite,
+  PostgreSQL and MySQL; Optuna's own ``set_user_attr`` is an upsert, last
+  write wins): the first worker to record the space and the base config
+  defines them, the others are checked against them, and the worker that
+  recorded the base config queues the baseline. A worker that finds no
+  parent run opens a candidate parent, then tries to record it: the one
+  recorded is the study's parent, every other candidate is tagged
+  ``paramdoctor.tune.superseded_by=<parent>`` and deleted
+  (``MlflowClient.delete_run``), and its worker joins the recorded parent.
+  Exactly one parent run, whatever the timing or the clocks of the machines.
 * **Parent run** - tags ``paramdoctor.kind=tune``, ``paramdoctor.study=NAME``,
   the sampler, pruner and storage (password hidden); ``config.yaml`` and
   ``paramdoctor/search_space.yaml`` at the start; at the end metrics
   ``tune/best_value``, ``tune/trials_{complete,pruned,failed}`` and
   ``importance/<key>``, artifacts ``paramdoctor/tune.json`` (the ``--json``
   object), ``paramdoctor/importance.json`` and ``best_config.yaml``. A resumed
-  study reopens the same parent run; processes sharing a study all write
-  their trials under it.
+  or joined study reopens the same parent run; processes sharing a study all
+  write their trials under it.
 * **Trial runs** - tags ``paramdoctor.kind=tune-trial``, ``paramdoctor.study``,
   ``paramdoctor.tune.trial=<number>``; a pruned trial's run ends FINISHED
   with stop reason ``pruned`` and tags ``paramdoctor.pruned_by`` (a rule code,
@@ -94,6 +110,7 @@ MIN_TRIALS_FOR_IMPORTANCE = 3
 MEDIAN_STARTUP_TRIALS, MEDIAN_WARMUP_EPOCHS = 3, 2
 DEFAULT_OUT = "best_config.yaml"
 OPTUNA_DB = "optuna.db"
+STORAGE_ATTEMPTS = 5  # opening the storage: empty databases opened by several processes at once
 
 TAG_KIND = "paramdoctor.kind"
 KIND_TUNE, KIND_TRIAL = "tune", "tune-trial"
@@ -101,6 +118,7 @@ TAG_STUDY = "paramdoctor.study"
 TAG_TRIAL = "paramdoctor.tune.trial"
 TAG_SAMPLER, TAG_PRUNER, TAG_STORAGE = "paramdoctor.tune.sampler", "paramdoctor.tune.pruner", "paramdoctor.tune.storage"
 TAG_DOCTOR_PRUNE = "paramdoctor.tune.doctor_prune"
+TAG_SUPERSEDED = "paramdoctor.tune.superseded_by"  # a deleted candidate parent: the run that became the parent
 ATTR_PARENT, ATTR_BASE, ATTR_SPACE = "mlflow_parent_run_id", "base_config", "search_space"
 
 
@@ -118,7 +136,8 @@ class TuneOptions:
     doctor_prune: bool = True
     storage: str | None = None  # None: default_storage()
     study: str | None = None  # None: a new name
-    resume: bool = False
+    resume: bool = False  # the study must exist
+    join: bool = False  # create the study when missing, else join it (workers started together)
     out: str | Path | None = DEFAULT_OUT  # None: do not write the best config
     seed: int | None = None  # the sampler's seed; None: the config's seed
 
@@ -286,8 +305,12 @@ def check_options(options: TuneOptions) -> None:
         raise InputError(f"--sampler {options.sampler!r}: choose one of {', '.join(SAMPLERS)}")
     if options.pruner not in PRUNERS:
         raise InputError(f"--pruner {options.pruner!r}: choose one of {', '.join(PRUNERS)}")
+    if options.resume and options.join:
+        raise InputError("--resume and --join: choose one (--join also continues a study that exists)")
     if options.resume and not options.study:
         raise InputError("--resume needs --study NAME: the study to continue")
+    if options.join and not options.study:
+        raise InputError("--join needs --study NAME: the study every worker shares")
     if options.out is not None:
         parent = Path(options.out).resolve().parent
         if not parent.is_dir():
@@ -298,14 +321,80 @@ def check_options(options: TuneOptions) -> None:
         make_sampler("cmaes", seed=0, trials=options.trials)
 
 
-def _open_storage(url: str) -> "optuna.storages.BaseStorage":
-    import optuna
+def _open_storage(url: str, *, attempts: int = STORAGE_ATTEMPTS, first_delay_s: float = 0.1) -> "optuna.storages.RDBStorage":
+    """Optuna's RDBStorage at ``url``, retried when processes opening an empty database at once collide.
 
+    Each new ``RDBStorage`` creates Optuna's tables and stamps their schema
+    version; two processes doing it together on an empty database fail with
+    SQLAlchemy's ``IntegrityError`` (a version row or, on PostgreSQL, a type
+    inserted twice), ``ProgrammingError`` ("type studydirection already
+    exists") or ``OperationalError`` (SQLite: "table trials already exists",
+    "database is locked"). The next attempt finds the tables made. Anything
+    else (a bad URL, a missing driver) fails at once.
+    """
+    import random
+    import time
+
+    import optuna
+    from sqlalchemy import exc as sa_exc
+
+    transient = (sa_exc.IntegrityError, sa_exc.OperationalError, sa_exc.ProgrammingError,
+                 optuna.exceptions.StorageInternalError)
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except transient as exc:
+            if attempt == attempts:
+                raise InputError(f"--storage {mask_url(url)}: cannot open the Optuna storage after {attempts} attempts "
+                                 f"({_first_line(exc)})") from None
+            time.sleep(first_delay_s * 2 ** (attempt - 1) * (0.5 + random.random()))
+        except Exception as exc:  # noqa: BLE001 - bad URL, missing driver
+            raise InputError(f"--storage {mask_url(url)}: cannot open the Optuna storage ({_first_line(exc)})") from None
+    raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (for Optuna's StorageInternalError, of the SQL error behind it)."""
+    if exc.__cause__ is not None and type(exc).__name__ == "StorageInternalError":
+        exc = exc.__cause__
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _study_id(storage: "optuna.storages.BaseStorage", name: str) -> int | None:
     try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as exc:  # noqa: BLE001 - bad URL, missing driver, unreachable server, unwritable file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"--storage {mask_url(url)}: cannot open the Optuna storage ({first[:200]})") from None
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+
+
+def _put_if_absent(storage: "optuna.storages.RDBStorage", study_id: int, key: str, value: Any) -> tuple[bool, Any]:
+    """Record study user attr ``key`` = ``value`` unless it is recorded: (True, value) when this call wrote it,
+    else (False, the recorded value).
+
+    Atomic across processes and machines: one INSERT into Optuna's
+    ``study_user_attributes`` table, whose ``UNIQUE(study_id, key)`` lets
+    exactly one of any number of concurrent writers in (the others get
+    ``IntegrityError``, on PostgreSQL once the winner commits). Optuna's
+    ``set_study_user_attr`` cannot do this: it updates a row that exists and
+    ignores the ``IntegrityError`` of a lost insert.
+    """
+    import sqlalchemy
+    from optuna.storages._rdb.models import StudyUserAttributeModel
+
+    table = StudyUserAttributeModel.__table__
+    text = json.dumps(value)
+    try:
+        with storage.engine.begin() as conn:
+            conn.execute(table.insert().values(study_id=study_id, key=key, value_json=text))
+        return True, json.loads(text)
+    except sqlalchemy.exc.IntegrityError:
+        pass
+    with storage.engine.connect() as conn:
+        row = conn.execute(sqlalchemy.select(table.c.value_json).where(
+            table.c.study_id == study_id, table.c.key == key)).first()
+    if row is None:  # the INSERT failed for another reason (the study was deleted meanwhile)
+        raise InputError(f"study id {study_id}: cannot record {key} (was the study deleted meanwhile?)")
+    return False, json.loads(row[0])
 
 
 @contextmanager
@@ -344,21 +433,16 @@ def run_tune(
     passes through: the study stays in its storage, resumable.
     """
     import optuna
+    from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
     from paramdoctor.engine import load_rules
-    from paramdoctor.tracking import start_run
 
     check_options(options)
     rules = list(load_rules() if rules is None else rules)
     storage_url = options.storage or default_storage()
     shown_storage = mask_url(storage_url)
-    seed = base.seed if options.seed is None else options.seed
-    if options.resume and options.seed is None:
-        # a worker joining a shared study: with the first worker's seed it would draw the very same params
-        import os
-
-        seed = base.seed + os.getpid()
+    flag = "--join" if options.join else "--resume"
     base_tree = to_tree(base)
     base_tree["experiment"]["run_name"] = None
     monitor, mode = base.early_stopping.monitor, base.early_stopping.mode
@@ -366,50 +450,58 @@ def run_tune(
 
     with _quiet_optuna():
         storage = _open_storage(storage_url)
-        names = set(optuna.study.get_all_study_names(storage))
         name = options.study or f"{base.data.dataset}-{base.model.name}-{secrets.token_hex(3)}"
-        if options.resume and name not in names:
-            known = f" (studies there: {', '.join(sorted(names)[:10])})" if names else " (it holds no study)"
-            raise InputError(f"--resume: no study {name!r} in {shown_storage}{known}")
-        if not options.resume and name in names:
-            raise InputError(f"study {name!r} already exists in {shown_storage}: pass --resume to continue it, or choose another --study")
+        study_id = _study_id(storage, name)
+        if options.resume and study_id is None:
+            names = sorted(optuna.study.get_all_study_names(storage))
+            known = f" (studies there: {', '.join(names[:10])})" if names else " (it holds no study)"
+            raise InputError(f"--resume: no study {name!r} in {shown_storage}{known}; "
+                             "--join creates it when it is missing")
+        if study_id is not None and not (options.resume or options.join):
+            raise InputError(f"study {name!r} already exists in {shown_storage}: pass --resume to continue it "
+                             "(--join to share it between workers), or choose another --study")
+        stored = storage.get_study_user_attrs(study_id) if study_id is not None else {}
+        _same_as_stored(stored, base_tree, space, name, flag)  # before any run is opened
         max_epochs = int(space["trainer.max_epochs"].high) if "trainer.max_epochs" in space.keys else base.trainer.max_epochs
-        sampler = make_sampler(options.sampler, seed=seed, trials=options.trials)
         pruner = make_pruner(options.pruner, max_epochs=max_epochs)
+        seed: int | None = None
 
-        parent_id: str | None = None
-        if options.resume:
+        def open_study() -> tuple["optuna.Study", int]:
+            """Create the study or find it, load it with this worker's sampler, record and check its config."""
+            nonlocal seed
+            sid, created = study_id, False
+            if sid is None:
+                try:
+                    sid = storage.create_new_study([StudyDirection[direction.upper()]], name)
+                    created = True
+                except optuna.exceptions.DuplicatedStudyError:
+                    if not options.join:
+                        raise InputError(f"study {name!r} was created in {shown_storage} meanwhile by another process: "
+                                         "pass --join to share it") from None
+                    sid = storage.get_study_id_from_name(name)
+            seed = base.seed if options.seed is None else options.seed
+            if options.seed is None and not created:
+                # a worker joining a shared study: with the first worker's seed it would draw the very same params
+                seed = base.seed + os.getpid()
+            sampler = make_sampler(options.sampler, seed=seed, trials=options.trials)
             study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-            _same_as_stored(study, base_tree, space, name)
-            parent_id = study.user_attrs.get(ATTR_PARENT)
+            if study.direction != StudyDirection[direction.upper()]:
+                raise InputError(f"{flag}: study {name!r} is {study.direction.name.lower()}d, this call's "
+                                 f"{monitor} ({mode}) would be {direction}d")
+            _record_setup(storage, study, sid, base, base_tree, space, name, flag)
+            return study, sid
 
         tags = {TAG_KIND: KIND_TUNE, TAG_STUDY: name, TAG_SAMPLER: options.sampler, TAG_PRUNER: options.pruner,
                 TAG_DOCTOR_PRUNE: str(options.doctor_prune).lower(), TAG_STORAGE: shown_storage,
                 keys.TAG_MONITOR: monitor, keys.TAG_MODE: mode}
-        new_parent = parent_id is None
-        with start_run(
-            experiment=base.experiment.name,
-            run_name=f"tune-{name}" if new_parent else None,
-            params={"tune.study": name, "tune.direction": direction, "tune.metric": monitor,
-                    "tune.space": ",".join(space.keys)} if new_parent else None,
-            tags=tags,
-            artifacts_text={"config.yaml": dump_yaml(base_tree), "paramdoctor/search_space.yaml": space.to_yaml()}
-            if new_parent else None,
-            resume_run_id=parent_id,
-        ) as parent:
-            if not options.resume:
-                try:
-                    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
-                                                direction=direction)
-                except optuna.exceptions.DuplicatedStudyError:
-                    raise InputError(f"study {name!r} was created in {shown_storage} meanwhile by another process: "
-                                     "pass --resume to join it") from None
-                study.set_user_attr(ATTR_BASE, base_tree)
-                study.set_user_attr(ATTR_SPACE, space.to_dict())
-                study.enqueue_trial(space.params_of(base), user_attrs={SOURCE_ATTR: BASELINE})
-            if new_parent:
-                study.set_user_attr(ATTR_PARENT, parent.run_id)
-
+        new_parent = {
+            "run_name": f"tune-{name}",
+            "params": {"tune.study": name, "tune.direction": direction, "tune.metric": monitor,
+                       "tune.space": ",".join(space.keys)},
+            "artifacts_text": {"config.yaml": dump_yaml(base_tree), "paramdoctor/search_space.yaml": space.to_yaml()},
+        }
+        with _study_parent(storage, open_study, stored.get(ATTR_PARENT), experiment=base.experiment.name, tags=tags,
+                           new_parent=new_parent) as (study, parent):
             result = TuneResult(
                 study=name, storage=shown_storage, parent_run_id=parent.run_id, experiment=base.experiment.name,
                 metric=monitor, direction=direction, sampler=options.sampler, pruner=options.pruner,
@@ -548,22 +640,101 @@ def _reader() -> Callable:
     return read
 
 
-def _same_as_stored(study: "optuna.Study", base_tree: dict[str, Any], space: SearchSpace, name: str) -> None:
-    """A resumed study must run the config and space it started with; name the first difference."""
-    stored_base, stored_space = study.user_attrs.get(ATTR_BASE), study.user_attrs.get(ATTR_SPACE)
+@contextmanager
+def _study_parent(
+    storage: "optuna.storages.RDBStorage",
+    open_study: Callable[[], tuple["optuna.Study", int]],
+    parent_id: str | None,
+    *,
+    experiment: str,
+    tags: Mapping[str, str],
+    new_parent: Mapping[str, Any],
+) -> Iterator[tuple["optuna.Study", Any]]:
+    """The study (``open_study()``) and its one parent run, opened for this worker; the run ends with the block.
+
+    A recorded parent is reopened. Without one, this worker opens a candidate
+    parent (tags ``tags``, run name, params and artifacts ``new_parent``)
+    before it creates or loads the study, then records the candidate with
+    :func:`_put_if_absent`: recorded, the candidate is the parent; beaten by
+    another worker's candidate, it is tagged ``paramdoctor.tune.superseded_by``,
+    ended, deleted, and the recorded parent reopened. A candidate that never
+    got as far (the study refused) is deleted too: no stray parent stays.
+    """
+    from paramdoctor.tracking import start_run
+
+    if parent_id is not None:
+        study, _ = open_study()
+        with start_run(experiment=experiment, tags=tags, resume_run_id=parent_id) as parent:
+            yield study, parent
+        return
+    discard: tuple[str, str | None] | None = None  # (candidate run id, tracking URI) to delete
+    winner: str | None = None
+    try:
+        with start_run(experiment=experiment, tags=tags, **new_parent) as candidate:
+            discard = (candidate.run_id, candidate.tracking_uri)
+            study, study_id = open_study()
+            won, winner = _put_if_absent(storage, study_id, ATTR_PARENT, candidate.run_id)
+            if won:
+                discard = None
+                yield study, candidate
+                return
+            candidate.set_tags({TAG_SUPERSEDED: winner})
+    finally:
+        if discard is not None:
+            _delete_run(*discard)
+    with start_run(experiment=experiment, tags=tags, resume_run_id=winner) as parent:
+        yield study, parent
+
+
+def _delete_run(run_id: str, tracking_uri: str | None) -> None:
+    """Delete a candidate parent that did not become the parent (a warning if the store refuses)."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri=tracking_uri).delete_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - a run left behind is untidy, not a reason to stop the study
+        warnings.warn(f"could not delete candidate parent run {run_id}: {_first_line(exc)}", stacklevel=2)
+
+
+def _record_setup(
+    storage: "optuna.storages.RDBStorage",
+    study: "optuna.Study",
+    study_id: int,
+    base: TrainConfig,
+    base_tree: dict[str, Any],
+    space: SearchSpace,
+    name: str,
+    flag: str,
+) -> None:
+    """Record the study's space and base config unless recorded (the first worker's stand), check this call's
+    against them, and queue the baseline as the first trial when this call recorded the base config of a
+    study with no trials yet (so it is queued once, whatever number of workers start together)."""
+    stored: dict[str, Any] = {}
+    _, stored[ATTR_SPACE] = _put_if_absent(storage, study_id, ATTR_SPACE, space.to_dict())
+    won, stored[ATTR_BASE] = _put_if_absent(storage, study_id, ATTR_BASE, base_tree)
+    _same_as_stored(stored, base_tree, space, name, flag)
+    if won and not study.get_trials(deepcopy=False):
+        study.enqueue_trial(space.params_of(base), user_attrs={SOURCE_ATTR: BASELINE})
+
+
+def _same_as_stored(stored: Mapping[str, Any], base_tree: dict[str, Any], space: SearchSpace, name: str,
+                    flag: str = "--resume") -> None:
+    """A resumed or joined study must run the config and space it started with; name the first difference."""
+    verb = flag.lstrip("-")
+    stored_base, stored_space = stored.get(ATTR_BASE), stored.get(ATTR_SPACE)
     if stored_base is not None:
         old, new = flatten(stored_base), flatten(base_tree)
         for key in sorted(set(old) | set(new)):
             if key != "experiment.run_name" and _norm(old.get(key)) != _norm(new.get(key)):
                 raise InputError(
-                    f"--resume: study {name!r} was started with {key}={old.get(key)!r}, this call gives {new.get(key)!r}; "
-                    "resume with the same CONFIG and overrides"
+                    f"{flag}: study {name!r} was started with {key}={old.get(key)!r}, this call gives {new.get(key)!r}; "
+                    f"{verb} with the same CONFIG and overrides"
                 )
     if stored_space is not None and _norm(stored_space) != _norm(space.to_dict()):
         diff = sorted(set(stored_space) ^ set(space.to_dict())) or sorted(
             k for k in stored_space if _norm(stored_space[k]) != _norm(space.to_dict().get(k)))
-        raise InputError(f"--resume: study {name!r} searches a different space (first difference: {diff[0]}); "
-                         "resume with the same --space file (or none)")
+        raise InputError(f"{flag}: study {name!r} searches a different space (first difference: {diff[0]}); "
+                         f"{verb} with the same --space file (or none)")
 
 
 def _norm(value: Any) -> Any:

@@ -50,6 +50,8 @@ def test_json_is_one_object_with_the_documented_fields(migrated_store_uri, tmp_p
     [
         (["--space", "space.yaml"], "error: space.yaml: entry 'optimizer.lr': log: true needs low > 0"),
         (["--resume"], "error: --resume needs --study NAME"),
+        (["--join"], "error: --join needs --study NAME"),
+        (["--join", "--resume", "--study", "a"], "error: --resume and --join: choose one"),
         (["--sampler", "bayes"], "error: --sampler 'bayes': choose one of tpe, cmaes, gp, nsga2, random, doctor"),
         (["--pruner", "asha"], "error: --pruner 'asha': choose one of median, hyperband, none"),
         (["optimizer.lrr=1"], "error: override optimizer.lrr: unknown config key"),

@@ -6,8 +6,10 @@ process; ``diagnose`` writing its verdict back (tags and artifacts read back
 through the server, the files on the server's artifact store, never on the
 client's disk); ``treat`` training the prescription as a child run;
 ``import`` of a Lightning log; ``compare``; ``diagnose --experiment`` over
-the runs; and ``paramdoctor tune`` from two worker processes sharing one
-Optuna study in the same PostgreSQL cluster, while the rest goes on. Every
+the runs; and ``paramdoctor tune --join`` from two worker processes started
+at the same moment on one Optuna study in the same PostgreSQL cluster (an
+empty database: they race to create Optuna's tables, the study and its
+parent run), while the rest goes on. Every
 ``--json`` stdout must be exactly one JSON object (MLflow prints run links
 to stdout for runs on a server). Finally the runs the server shows are
 exactly the rows of PostgreSQL's ``runs`` table.
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from paramdoctor.cli.app import main
@@ -69,38 +72,6 @@ def _tune_worker(n: int, storage: str, cwd: Path, env: dict[str, str], *extra: s
         return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=handle), err
 
 
-def _wait_for_study(storage: str, worker: subprocess.Popen, err: Path, timeout_s: float) -> None:
-    """Until worker 1 has made the study and named its parent run.
-
-    Read with plain SQL on Optuna's tables: opening an ``RDBStorage`` here
-    would write (tables, version rows) while worker 1 is creating them.
-    """
-    import sqlalchemy
-
-    from paramdoctor.experiments.tune import ATTR_PARENT
-
-    query = sqlalchemy.text(
-        "SELECT 1 FROM studies s JOIN study_user_attributes a ON a.study_id = s.study_id "
-        "WHERE s.study_name = :study AND a.key = :key"
-    )
-    engine = sqlalchemy.create_engine(storage)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            try:
-                with engine.connect() as conn:
-                    if conn.execute(query, {"study": STUDY, "key": ATTR_PARENT}).first():
-                        return
-            except sqlalchemy.exc.ProgrammingError:
-                pass  # worker 1 has not created Optuna's tables yet
-            if worker.poll() is not None:
-                pytest.fail(f"tune worker 1 exited {worker.returncode} before the study existed: {_tail(err.read_text())}")
-            time.sleep(0.5)
-    finally:
-        engine.dispose()
-    pytest.fail(f"tune worker 1 did not make the study within {timeout_s:.0f} s: {_tail(err.read_text())}")
-
-
 def _finish(process: subprocess.Popen, err: Path) -> dict:
     stdout, _ = process.communicate(timeout=TIMEOUT_S)
     assert process.returncode == 0, _tail(err.read_text(errors="replace"))
@@ -123,11 +94,10 @@ def test_a_team_server_on_postgresql_takes_every_command_and_a_study_shared_by_t
     (tmp_path / "space.yaml").write_text("optimizer.lr: {type: float, low: 3.0e-4, high: 3.0e-3, log: true}\n")
 
     # -- two tune workers share one study; they train in the background while the rest goes on.
-    # Worker 1 makes the study; worker 2 joins it (--resume) once it exists.
+    # Both start at once with --join: whichever comes first creates the study, the other joins it.
     started = time.monotonic()
-    worker1, err1 = _tune_worker(1, storage, tmp_path, env)
-    _wait_for_study(storage, worker1, err1, TIMEOUT_S)
-    worker2, err2 = _tune_worker(2, storage, tmp_path, env, "--resume")
+    worker1, err1 = _tune_worker(1, storage, tmp_path, env, "--join")
+    worker2, err2 = _tune_worker(2, storage, tmp_path, env, "--join")
 
     # -- train: a real run, in its own process, as a user types it
     train_started = time.monotonic()
@@ -206,6 +176,15 @@ def test_a_team_server_on_postgresql_takes_every_command_and_a_study_shared_by_t
     assert {t.state.name for t in trials} == {"COMPLETE"}
     parent = client.get_run(first["parent_run_id"])
     assert parent.data.tags["paramdoctor.kind"] == "tune" and parent.data.tags["paramdoctor.study"] == STUDY
+    assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    assert [t.user_attrs["source"] for t in trials].count("baseline") == 1
+    tune_runs = client.search_runs([parent.info.experiment_id], "tags.`paramdoctor.kind` = 'tune'",
+                                  run_view_type=ViewType.ALL)
+    assert [r.info.run_id for r in tune_runs if r.info.lifecycle_stage == "active"] == [parent.info.run_id]
+    superseded = {r.info.run_id for r in tune_runs if r.info.lifecycle_stage == "deleted"}  # a candidate that lost
+    assert len(superseded) <= 1
+    assert all(r.data.tags["paramdoctor.tune.superseded_by"] == parent.info.run_id
+               for r in tune_runs if r.info.run_id in superseded)
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == len(trials)
     by_run = {c.info.run_id: c for c in children}
@@ -219,9 +198,13 @@ def test_a_team_server_on_postgresql_takes_every_command_and_a_study_shared_by_t
     engine = sqlalchemy.create_engine(team_server.backend_uri)
     try:
         with engine.connect() as conn:
-            rows = {r[0] for r in conn.execute(sqlalchemy.text("SELECT run_uuid FROM runs"))}
+            query = sqlalchemy.text("SELECT run_uuid FROM runs WHERE lifecycle_stage = :stage")
+            rows = {r[0] for r in conn.execute(query, {"stage": "active"})}
+            deleted = {r[0] for r in conn.execute(query, {"stage": "deleted"})}
     finally:
         engine.dispose()
     shown = {r.info.run_id for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
     assert rows == shown == {run_id, imported_id, child_id, parent.info.run_id, *by_run}
-    print(f"\ntrain {train_s:.1f} s; the whole round trip with the 2-worker study {all_s:.1f} s")
+    assert deleted == superseded
+    print(f"\ntrain {train_s:.1f} s; the whole round trip with the 2-worker study {all_s:.1f} s "
+          f"({len(superseded)} candidate parent run deleted)")
