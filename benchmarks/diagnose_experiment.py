@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
                              "into its database and artifact folder, and measure through http:// as a team's client would")
     parser.add_argument("--repeats", type=int, default=1, help="timed repeats of (a), (b) and (c) (default 1)")
     parser.add_argument("--skip-cli", action="store_true", help="do not time the CLI in a subprocess")
+    parser.add_argument("--skip-parts", action="store_true",
+                        help="do not time the fetch's parts one by one (on a server they repeat the whole fetch)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.existing and not args.tracking_uri:
@@ -388,7 +390,8 @@ def run(args: argparse.Namespace, argv: list[str] | None, team: Any) -> None:
                 t, c, records = timed(lambda: records_for_experiment(name, client))
                 fetches.append(t)
                 fetch_cpus.append(c)
-                parts.append(fetch_parts(client, name))
+                if not args.skip_parts:
+                    parts.append(fetch_parts(client, name))
                 t, _, (walls, cpus, diags) = timed(lambda: engine_times(records, rules))
                 totals.append(t)
                 if not args.skip_cli:
@@ -403,7 +406,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, team: Any) -> None:
                   f"by rule: {', '.join(f'{c} {k}' for c, k in sorted(by_rule.items()))}")
             print(f"(a) fetch  records_for_experiment          {median(fetches):7.2f} s  {n / median(fetches):8.0f} runs/s"
                   f"   (CPU {median(fetch_cpus):.2f} s; runs: {', '.join(f'{t:.2f}' for t in fetches)})")
-            for part in parts[0]:
+            for part in parts[0] if parts else ():
                 value = median([p[part] for p in parts])
                 print(f"      {part:<36} {value:7.2f} s  {value / n * 1000:8.2f} ms/run")
             print(f"(b) engine.diagnose per run: wall median {statistics.median(walls) * 1000:.2f} ms, "

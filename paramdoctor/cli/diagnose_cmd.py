@@ -195,23 +195,25 @@ def write_tool_patch(diag: "Diagnosis", next_config: Path, *, run_label: str = "
 
 
 def _diagnose_experiment(judge: "_Judge", experiment: str, mapping: dict[str, str], *, as_json: bool, log: bool) -> int:
-    from paramdoctor.sources.mlflow_source import open_client, records_for_experiment
+    from paramdoctor.sources.mlflow_source import iter_records_for_experiment, open_client
 
     client = open_client()
-    records = records_for_experiment(experiment, client, mapping=mapping)
-    if not records:
-        raise InputError(
-            f"experiment '{experiment}' at {client.tracking_uri} has no runs (train one with `paramdoctor train`)"
-        )
+    records = []
     diagnoses = []
     warnings: list[str] = []
-    for record in records:
+    # each run is judged as it arrives: from a tracking server the next pages are read meanwhile
+    for record in iter_records_for_experiment(experiment, client, mapping=mapping):
+        records.append(record)
         diag = judge(record)
         diagnoses.append(diag)
         if log and record.run_id:
             warning = _write_back(client, record.run_id, diag, record)
             if warning:
                 warnings.append(warning)
+    if not records:
+        raise InputError(
+            f"experiment '{experiment}' at {client.tracking_uri} has no runs (train one with `paramdoctor train`)"
+        )
     any_findings = any(d.findings for d in diagnoses)
     status = (
         "findings"

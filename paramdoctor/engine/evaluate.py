@@ -233,13 +233,23 @@ def _matching(record: RunRecord, pattern: str, memo: RecordMemo | None = None) -
     return matches() if memo is None else memo.once(("matching", pattern), matches)
 
 
+def _recorded(record: RunRecord, memo: RecordMemo | None = None) -> dict[str, int]:
+    """{key: points} of the record's non-empty series (what ``record.get`` finds), once per diagnosis."""
+
+    def lengths() -> dict[str, int]:
+        return {k: len(s) for k, s in record.series.items() if len(s)}
+
+    return lengths() if memo is None else memo.once(("recorded",), lengths)
+
+
 def _missing_input(rule: Rule, record: RunRecord, memo: RecordMemo | None = None) -> str | None:
+    recorded = _recorded(record, memo)
     for key in rule.requires:
-        if not _matching(record, key, memo):
+        if key not in recorded if "*" not in key else not _matching(record, key, memo):
             return f"needs {key}, which this run did not record"
-    if rule.series and not any(record.get(s) is not None for s in rule.series):
+    primary = next((s for s in rule.series if s in recorded), None)
+    if rule.series and primary is None:
         return f"needs one of {', '.join(rule.series)}, none of which this run recorded"
-    primary = next((s for s in rule.series if record.get(s) is not None), None)
     if primary is None:
         primary = next((k for k in rule.requires if "*" not in k), None)
     if primary is not None:

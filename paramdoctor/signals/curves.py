@@ -222,12 +222,10 @@ class Oscillation:
 
 def oscillation(x, values, *, improving: int = -1) -> Oscillation | None:
     """Swing of a curve around its monotone trend; None with fewer than 5 finite points."""
-    from scipy.optimize import isotonic_regression
-
     x, v = finite_xy(x, values)
     if v.size < 5:
         return None
-    trend = np.asarray(isotonic_regression(v, increasing=improving > 0).x, dtype=float)
+    trend = isotonic(v, increasing=improving > 0)
     residual = v - trend
     amplitude = max(mad(residual), float(np.sqrt(np.mean(residual**2))) * 0.5)
     level = float(median(np.abs(trend))) or 1.0
@@ -249,3 +247,56 @@ def oscillation(x, values, *, improving: int = -1) -> Oscillation | None:
         held=int(swings.size),
         onset=float(x[swings[0] + 1]) if swings.size else None,
     )
+
+
+def isotonic(values: np.ndarray, *, increasing: bool = True) -> np.ndarray:
+    """``scipy.optimize.isotonic_regression(values, increasing=...).x`` (unit weights), number for number.
+
+    The pool-adjacent-violators pass scipy runs (Busing 2022, Algorithm 1,
+    with ties pooled), in the same order of additions and divisions; with
+    unit weights every product is exact, so the block means come out to the
+    same bits. A curve of a few hundred points takes microseconds, and
+    ``scipy.optimize`` (seconds to import) is not imported.
+    ``tests/signals/test_curves.py`` checks it against scipy.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    x = v.tolist() if increasing else v[::-1].tolist()
+    n = len(x)
+    if n == 0:
+        return np.zeros(0)
+    w = [1.0] * n
+    ends = [0] * (n + 1)  # block b holds x[ends[b]:ends[b + 1]]
+    ends[1] = 1
+    b = 0
+    last_x, last_w = x[0], w[0]
+    i = 1
+    while i < n:
+        b += 1
+        xb, wb = x[i], w[i]
+        if last_x >= xb:  # the new point does not rise: pool it with the block before
+            b -= 1
+            sb = last_w * last_x + wb * xb
+            wb += last_w
+            xb = sb / wb
+            while i < n - 1 and xb >= x[i + 1]:  # pool the points ahead that lie below the new mean
+                i += 1
+                sb += w[i] * x[i]
+                wb += w[i]
+                xb = sb / wb
+            while b > 0 and x[b - 1] >= xb:  # and the blocks behind that lie above it
+                b -= 1
+                sb += w[b] * x[b]
+                wb += w[b]
+                xb = sb / wb
+        x[b] = last_x = xb
+        w[b] = last_w = wb
+        ends[b + 1] = i + 1
+        i += 1
+    out = [0.0] * n
+    stop = n
+    for k in range(b, -1, -1):
+        start = ends[k]
+        out[start:stop] = [x[k]] * (stop - start)
+        stop = start
+    result = np.array(out, dtype=np.float64)
+    return result if increasing else result[::-1].copy()

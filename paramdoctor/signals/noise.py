@@ -8,6 +8,7 @@ signals measure the noise first and judge changes against it.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -69,8 +70,64 @@ def noise_scale(values) -> float:
     v = v[np.isfinite(v)]
     if v.size < 4:
         return 0.0
+    if v.size <= SMALL:
+        return _noise_scale_small(v.tolist())
     second = np.diff(v, n=2)
     return float(mad(second) / np.sqrt(6.0))
+
+
+# --- the same numbers for short curves, in plain floats ------------------------------------
+#
+# A diagnosis measures the noise of a few dozen curves of a few dozen points
+# each; on arrays that short numpy's per-call cost is most of the time. For
+# curves of at most SMALL points the functions above take these paths: the
+# same IEEE operations on the same values in the same order (differences,
+# order statistics, the mean of the middle two from 0.0, the percentile
+# interpolation), so the results are the same bits. ``tests/signals/test_noise.py``
+# compares them with the numpy paths.
+
+SMALL = 256
+_SQRT6 = float(np.sqrt(6.0))
+
+
+def _median_sorted(s: list[float]) -> float:
+    """:func:`median` of a sorted list of finite floats (the middle one, or the mean of the middle two from 0.0)."""
+    half = len(s) // 2
+    if len(s) % 2:
+        return (0.0 + s[half]) / 1
+    return ((0.0 + s[half - 1]) + s[half]) / 2
+
+
+def _noise_scale_small(v: list[float]) -> float:
+    """:func:`noise_scale` of at least four finite floats: the MAD of the second differences over sqrt(6)."""
+    first = [b - a for a, b in zip(v, v[1:])]
+    second = [b - a for a, b in zip(first, first[1:])]
+    second = [d for d in second if math.isfinite(d)]  # huge values can overflow to inf: mad() drops those
+    if not second:
+        return 0.0
+    centre = _median_sorted(sorted(second))
+    spread = _median_sorted(sorted(abs(d - centre) for d in second))
+    return float(_MAD_TO_SIGMA * spread / _SQRT6)
+
+
+_SPREAD_QF = tuple(float(q) for q in np.true_divide([95, 5], 100))
+
+
+def _spread_small(s: list[float]) -> float:
+    """:func:`spread_5_95` of a sorted list of at least two finite floats (numpy's "linear" percentiles)."""
+    n = len(s)
+    out = []
+    for q in _SPREAD_QF:
+        virtual = (n - 1) * q
+        if virtual >= n - 1:
+            out.append(s[-1])
+            continue
+        below = math.floor(virtual)
+        a, b = s[below], s[below + 1]
+        gamma = virtual - below
+        diff = b - a
+        out.append(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
+    return float(out[0] - out[1])
 
 
 _SPREAD_Q = np.true_divide([95, 5], 100)
@@ -115,8 +172,13 @@ def smoothing_window(values) -> int:
     n = v.size
     if n < 5:
         return 1
-    sigma = noise_scale(v)
-    spread = spread_5_95(v)
+    if n <= SMALL:
+        listed = v.tolist()
+        sigma = _noise_scale_small(listed)
+        spread = _spread_small(sorted(listed))
+    else:
+        sigma = noise_scale(v)
+        spread = spread_5_95(v)
     if sigma <= 0.0 or spread <= 0.0:
         return 1
     ratio = sigma / spread

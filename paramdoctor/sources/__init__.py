@@ -5,6 +5,7 @@ Importing this package is cheap; MLflow is imported only when a store is read.
 
 from paramdoctor.sources.mlflow_source import (
     export_run,
+    iter_records_for_experiment,
     open_client,
     record_from_mlflow,
     records_for_experiment,
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_EXPERIMENT",
     "ResolvedRun",
     "export_run",
+    "iter_records_for_experiment",
     "open_client",
     "record_from_mlflow",
     "records_for_experiment",

@@ -16,12 +16,18 @@ URI, and one ``get_metric_history`` per metric key. For a whole experiment
   (:mod:`paramdoctor.sources.sql_bulk`);
 - on any other store (a tracking server over HTTP, a file store):
   ``search_runs`` pages of up to 1000 runs (params, tags and latest metrics
-  come with them), and the metric histories once per metric key for all runs
-  together when the store offers ``get_metric_history_bulk``, else one
-  ``get_metric_history`` per run and key, :data:`READERS` at a time;
+  come with them; from a server the ``runs/search`` JSON is read directly),
+  and the metric histories once per metric key for all runs of a page
+  together when the store offers ``get_metric_history_bulk`` (a server's
+  ``get-history-bulk``, 100 runs a request), else one
+  ``get_metric_history`` per run and key, :data:`READERS` at a time. Each
+  page's histories and configs are read while the next page is searched
+  (:func:`iter_records_for_experiment` hands out a page's records while the
+  next ones are read);
 - and one ``config.yaml`` per run, straight from its artifact URI (no further
   request to the tracking store): read from disk when the artifacts are local
-  files, else downloaded, :data:`READERS` at a time.
+  files, else downloaded (one GET per file from a server's artifact proxy),
+  :data:`READERS` at a time.
 
 MLflow's ``get_metric_history_bulk_interval`` is not used: it samples long
 histories, and the doctor needs every point.
@@ -34,7 +40,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from paramdoctor import keys
 from paramdoctor.errors import InputError
@@ -122,6 +128,20 @@ def records_for_experiment(
     name: str, client: "MlflowClient | None" = None, *, mapping: dict[str, str] | None = None
 ) -> list[RunRecord]:
     """Every active run of experiment ``name``, newest first, as records (see the module doc for the requests)."""
+    return list(iter_records_for_experiment(name, client, mapping=mapping))
+
+
+def iter_records_for_experiment(
+    name: str, client: "MlflowClient | None" = None, *, mapping: dict[str, str] | None = None
+) -> Iterator[RunRecord]:
+    """:func:`records_for_experiment` one record at a time, in the same order.
+
+    From a tracking server the records come a page (1000 runs) at a time
+    while the next pages are read in the background: a caller that
+    diagnoses each record as it comes works while the server answers. The
+    experiment is looked up before the first record is asked for (an unknown
+    name raises at once).
+    """
     from paramdoctor.sources import sql_bulk
 
     client = client or open_client()
@@ -131,14 +151,16 @@ def records_for_experiment(
     store = sql_bulk.sql_store(client)
     if store is not None:
         runs, histories = sql_bulk.read_experiment(store, experiment.experiment_id)
+        pages: Iterable[tuple[list[Any], dict[str, dict[str, Series]], list[dict[str, Any] | None]]] = [
+            (runs, histories, _load_configs(client, runs))
+        ]
     else:
-        runs = list(_search_all(client, [experiment.experiment_id]))
-        histories = _bulk_histories(client, runs)
-    configs = _load_configs(client, runs)
-    return [
+        pages = _remote_pages(client, experiment.experiment_id)
+    return (
         build_record(run, histories.get(run.info.run_id, {}), config=config, experiment=name, mapping=mapping)
+        for runs, histories, configs in pages
         for run, config in zip(runs, configs)
-    ]
+    )
 
 
 def export_run(record: RunRecord, path: str | Path) -> Path:
@@ -351,6 +373,7 @@ class _Downloads:
 
         self.client = client
         self.repositories: dict[str, Any] = {}
+        self.credentials: dict[str, Any] = {}
         self.lock = threading.Lock()
 
     def config(self, run: "Run", local: Path) -> dict[str, Any] | None:
@@ -368,13 +391,44 @@ class _Downloads:
                 root, path = uri[: -len(layout)], f"{run.info.run_id}/artifacts/{CONFIG_ARTIFACT}"
             else:
                 root, path = uri, CONFIG_ARTIFACT
-            self.repository(root)._download_file(path, str(local))
-            text = read_text_file(local, where)
+            creds = self.plain_http(root)
+            if creds is not None:
+                text = _http_text(creds, path, where)
+            else:
+                self.repository(root)._download_file(path, str(local))
+                text = read_text_file(local, where)
         except (MlflowException, OSError, ConfigError):
             return None  # an unreadable config artifact: the run's params still say what was trained
         finally:
             local.unlink(missing_ok=True)
         return _parse_config(text, where)
+
+    def plain_http(self, root: str) -> Any | None:
+        """The host credentials of ``root``'s repository when its files are plain GETs from a server; None otherwise.
+
+        An HTTP artifact repository (``http://``, or a tracking server's
+        ``mlflow-artifacts:/`` proxy without multipart downloads) downloads a
+        file with one GET of its path; the credentials it would look up again
+        for each file (reading MLflow's credentials file) are looked up once
+        here, and the file is read into memory, not through a temporary file.
+        """
+        with self.lock:
+            if root in self.credentials:
+                return self.credentials[root]
+        repository = self.repository(root)
+        creds = None
+        try:
+            from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+
+            if isinstance(repository, HttpArtifactRepository):
+                multipart = getattr(repository, "_is_multipart_download_enabled", None)
+                if multipart is None or not multipart():
+                    creds = repository._host_creds
+        except Exception:  # noqa: BLE001 - any doubt: the repository's own download
+            creds = None
+        with self.lock:
+            self.credentials[root] = creds
+        return creds
 
     def repository(self, root: str) -> Any:
         with self.lock:
@@ -386,16 +440,183 @@ class _Downloads:
             return repository
 
 
+def _remote_pages(
+    client: "MlflowClient", experiment_id: str
+) -> Iterator[tuple[list["Run"], dict[str, dict[str, Series]], list[dict[str, Any] | None]]]:
+    """(runs, histories, configs) of each page of an experiment, through the client API (a tracking server, a file store).
+
+    A background thread searches the pages one after another; each page has
+    its histories and configs read as soon as it is found (two pages at a
+    time). The search, the history requests and the downloads then keep
+    several of a server's workers busy instead of one after the other, and
+    the caller works on one page while the next ones are read. Pages come in
+    search order; the first error (of the search or of a page) is raised
+    where its page would have come. A caller that stops early cancels the
+    pages not yet started.
+    """
+    import queue
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    _skip_absent_databricks_probes()
+    found: "queue.Queue[Any]" = queue.Queue()
+    done = object()
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=2)
+
+    def search() -> None:
+        try:
+            for page in _search_pages(client, [experiment_id]):
+                if stop.is_set():
+                    return
+                found.put(pool.submit(lambda page=page: (page, _bulk_histories(client, page), _load_configs(client, page))))
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            found.put(exc)
+        finally:
+            found.put(done)
+
+    searcher = threading.Thread(target=search, name="paramdoctor-search", daemon=True)
+    searcher.start()
+    try:
+        while True:
+            item = found.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item.result()
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _http_text(creds: Any, path: str, where: str) -> str:
+    """A file from an HTTP artifact repository as ``_download_file`` GETs it, as text (``read_text_file``'s limit and decoding)."""
+    import posixpath
+
+    from mlflow.utils.request_utils import augmented_raise_for_status
+    from mlflow.utils.rest_utils import http_request
+
+    from paramdoctor.config.loading import MAX_FILE_BYTES
+    from paramdoctor.errors import ConfigError
+
+    response = http_request(creds, posixpath.join("/", path), "GET")
+    augmented_raise_for_status(response)
+    data = response.content
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{where} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not UTF-8") from None
+
+
 def _search_all(client: "MlflowClient", experiment_ids: list[str]) -> Iterable["Run"]:
+    """Every active run of ``experiment_ids``, newest first (:func:`_search_pages`, one after another)."""
+    for page in _search_pages(client, experiment_ids):
+        yield from page
+
+
+def _search_pages(client: "MlflowClient", experiment_ids: list[str]) -> Iterable[list["Run"]]:
+    """Every active run of ``experiment_ids``, newest first: ``search_runs`` pages of 1000.
+
+    On a tracking server the pages come from its ``runs/search`` endpoint as
+    plain JSON (:func:`_server_search`): the same request ``search_runs``
+    makes, without turning every param, tag and metric into a protobuf
+    message and then an entity (most of the client's time on a page).
+    """
+    search = _server_search(getattr(getattr(client, "_tracking_client", None), "store", None))
     token = None
     while True:
-        page = client.search_runs(
-            experiment_ids, max_results=1000, order_by=["attributes.start_time DESC"], page_token=token
-        )
-        yield from page
-        token = page.token
+        if search is not None:
+            page, token = search(experiment_ids, 1000, ["attributes.start_time DESC"], token)
+        else:
+            paged = client.search_runs(
+                experiment_ids, max_results=1000, order_by=["attributes.start_time DESC"], page_token=token
+            )
+            page, token = list(paged), paged.token
+        yield page
         if not token:
             return
+
+
+def _server_search(store: Any):
+    """A tracking server's ``runs/search`` read as JSON into light runs (:class:`~paramdoctor.sources.sql_bulk.Run`); None for other stores.
+
+    The fields a record is built from, as ``Run.from_proto`` reads them:
+    id, name, status, artifact URI, params and tags (the last value of a key wins), and
+    the latest metric per key. Errors are MLflow's own
+    (``verify_rest_response``), as through ``search_runs``.
+    """
+    try:
+        from mlflow.protos.service_pb2 import SearchRuns
+        from mlflow.store.tracking.rest_store import RestStore
+    except ImportError:
+        return None
+    if type(store) is not RestStore:
+        return None
+    route = getattr(store, "_METHOD_TO_INFO", {}).get(SearchRuns)
+    if route is None:
+        return None
+    endpoint, method = route
+    from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+    from paramdoctor.sources import sql_bulk
+
+    def search(experiment_ids: list[str], max_results: int, order_by: list[str], token: str | None):
+        body: dict[str, Any] = {
+            "experiment_ids": [str(e) for e in experiment_ids], "filter": "", "run_view_type": "ACTIVE_ONLY",
+            "max_results": max_results, "order_by": list(order_by),
+        }
+        if token:
+            body["page_token"] = token
+        response = verify_rest_response(http_request(store.get_host_creds(), endpoint, method, json=body), endpoint)
+        payload = response.json()
+        runs = []
+        for item in payload.get("runs", []):
+            info, data = item.get("info", {}), item.get("data", {})
+            tags = {t["key"]: t.get("value", "") for t in data.get("tags", [])}
+            run_id = info.get("run_id") or info.get("run_uuid", "")
+            runs.append(sql_bulk.Run(
+                sql_bulk.RunInfo(
+                    run_id,
+                    info.get("run_name", ""),
+                    str(info.get("experiment_id", "")),
+                    info.get("status", "RUNNING"),
+                    info.get("artifact_uri", ""),
+                ),
+                sql_bulk.RunData(
+                    params={p["key"]: p.get("value", "") for p in data.get("params", [])},
+                    tags=tags,
+                    metrics={m["key"]: float(m.get("value", 0.0)) for m in data.get("metrics", [])},
+                ),
+            ))
+        return runs, payload.get("next_page_token") or None
+
+    return search
+
+
+def _skip_absent_databricks_probes() -> None:
+    """Record once that Databricks' modules are not installed, where they are not.
+
+    Before every request MLflow's client asks whether it runs on Databricks
+    by importing ``dbruntime``, ``pyspark`` and ``IPython``; where they are
+    absent each attempt searches ``sys.path`` again under the import lock,
+    ~1.6 ms a request, and the readers' threads queue on that lock. A
+    ``None`` entry in ``sys.modules`` is how Python records "not importable":
+    the same ImportError, at once. Modules that are installed are left alone.
+    """
+    import importlib.util
+
+    for name in ("dbruntime", "pyspark", "IPython"):
+        if name in sys.modules:
+            continue
+        try:
+            absent = importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):
+            continue
+        if absent:
+            sys.modules[name] = None  # type: ignore[assignment]
 
 
 def _bulk_histories(client: "MlflowClient", runs: list["Run"]) -> dict[str, dict[str, Series]]:

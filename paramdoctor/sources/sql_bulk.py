@@ -70,6 +70,8 @@ class Run:
 def sql_store(client: MlflowClient) -> Any | None:
     """The client's store when it is MLflow's plain ``SqlAlchemyStore`` (not a subclass); None otherwise."""
     store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    if type(store).__module__ != "mlflow.store.tracking.sqlalchemy_store":  # not MLflow's SqlAlchemyStore: no need to import it
+        return None
     try:
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     except ImportError:  # an MLflow without SQL support

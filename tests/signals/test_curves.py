@@ -101,3 +101,24 @@ def test_a_significant_but_tiny_widening_is_measured_as_flat():
     flat = generalization_gap(x, train, train + 0.4 + 0.0001 * x)
     assert growing.widening and growing.widened > 0.1
     assert flat.widening and flat.widened < 0.01  # the slope's bound is above zero, yet the gap grew 0.5%
+
+
+def test_isotonic_is_scipys_isotonic_regression_bit_for_bit():
+    """The trend oscillation measures against: scipy's numbers, ties, zeros' signs and both directions included."""
+    from scipy.optimize import isotonic_regression
+
+    from paramdoctor.signals.curves import isotonic
+
+    rng = np.random.default_rng(7)
+    curves = [np.array([2.0, 2.0]), np.array([1.0]), np.array([3.0, 1.0, 2.0, -0.0, 0.0, 5.0]), np.zeros(4)]
+    for t in range(600):
+        n = int(rng.integers(2, 40))
+        noisy = np.cumsum(rng.normal(size=n)) * 10.0 ** int(rng.integers(-6, 6))
+        curves += [noisy, np.round(noisy, 1), rng.integers(0, 3, size=n).astype(float)]
+    for v in curves:
+        for increasing in (True, False):
+            ours = isotonic(v, increasing=increasing)
+            theirs = np.asarray(isotonic_regression(v, increasing=increasing).x, dtype=float)
+            assert ours.tobytes() == theirs.tobytes(), (v, increasing)
+    assert isotonic(np.array([3.0, 1.0, 2.0]), increasing=True).tolist() == [2.0, 2.0, 2.0]
+    assert isotonic(np.array([1.0, 3.0, 2.0]), increasing=False).tolist() == [2.0, 2.0, 2.0]

@@ -116,3 +116,42 @@ def test_spread_is_numpys_percentiles_number_for_number():
         assert spread_5_95(values) == expected
     with_nan = np.r_[1.0, np.nan, 2.0, 3.0]
     assert np.isnan(spread_5_95(with_nan)) and np.isnan(np.percentile(with_nan, 95) - np.percentile(with_nan, 5))
+
+
+def _short_curves(seed: int, count: int):
+    rng = np.random.default_rng(seed)
+    special = [np.zeros(6), np.r_[0.0, -0.0, 0.0, -0.0, 1.0], np.r_[1e308, -1e308, 1e308, -1e308, 1e308, 0.0],
+               np.arange(8.0), np.r_[1.0, 1.0, 2.0, 2.0, 3.0, 3.0]]
+    curves = list(special)
+    for i in range(count):
+        n = int(rng.integers(2, 80))
+        v = np.cumsum(rng.normal(size=n)) * 10.0 ** rng.uniform(-8, 8) + rng.normal() * 10.0 ** rng.uniform(-3, 3)
+        if i % 3 == 0:
+            v = np.round(v, 1)
+        if i % 7 == 0:
+            v[rng.integers(0, n)] = np.nan
+        curves.append(v)
+    return curves
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # the +/-1e308 curve: numpy warns, both sides give inf
+def test_short_curves_take_plain_float_paths_with_numpys_numbers(monkeypatch):
+    """noise_scale and smoothing_window on short curves: the same bits as the numpy paths long curves take."""
+    from paramdoctor.signals import noise
+
+    curves = _short_curves(11, 1500)
+    short = [(noise.noise_scale(v), noise.smoothing_window(v)) for v in curves]
+    monkeypatch.setattr(noise, "SMALL", 0)  # every curve through numpy
+    numpy_paths = [(noise.noise_scale(v), noise.smoothing_window(v)) for v in curves]
+    for v, (a_scale, a_window), (b_scale, b_window) in zip(curves, short, numpy_paths):
+        assert np.float64(a_scale).tobytes() == np.float64(b_scale).tobytes() and a_window == b_window, v
+    for v in curves:  # and numpy itself: the MAD of the second differences, the 5-95% percentile range
+        finite = v[np.isfinite(v)]
+        if finite.size >= 4:
+            second = np.diff(finite, n=2)
+            second = second[np.isfinite(second)]
+            expected = float(1.4826 * np.median(np.abs(second - np.median(second))) / np.sqrt(6.0)) if second.size else 0.0
+            assert noise._noise_scale_small(finite.tolist()) == expected
+        if finite.size >= 2:
+            expected = float(np.percentile(finite, 95) - np.percentile(finite, 5))
+            assert noise._spread_small(sorted(finite.tolist())) == expected

@@ -164,3 +164,91 @@ def test_the_servers_database_read_directly_holds_the_same_curves(experiment):
         assert list(a.series) == list(b.series) and a.params == b.params and a.tags == b.tags
         for key, s in a.series.items():
             assert np.array_equal(s.values, b.series[key].values, equal_nan=True)
+
+
+def test_search_pages_read_as_json_give_what_search_runs_gives(experiment):
+    """The server's runs/search read as JSON: the same runs, in the same order, with the same fields a record reads."""
+    client, ids, _ = experiment
+    experiment_id = client.get_experiment_by_name("team").experiment_id
+    search = mlflow_source._server_search(client._tracking_client.store)
+    assert search is not None  # a tracking server
+    pages = []
+    token = None
+    while True:  # pages of 2: the page token is followed as search_runs follows it
+        page, token = search([experiment_id], 2, ["attributes.start_time DESC"], token)
+        pages.append(page)
+        if not token:
+            break
+    assert [len(p) for p in pages] == [2, 1]
+    ours = [run for page in pages for run in page]
+    theirs = client.search_runs([experiment_id], order_by=["attributes.start_time DESC"])
+    assert [r.info.run_id for r in ours] == [r.info.run_id for r in theirs] == ids[::-1]
+    for a, b in zip(ours, theirs):
+        assert (a.info.run_name, a.info.experiment_id, a.info.status, a.info.artifact_uri) == (
+            b.info.run_name, b.info.experiment_id, b.info.status, b.info.artifact_uri)
+        assert a.data.params == b.data.params and a.data.tags == b.data.tags
+        assert a.data.metrics.keys() == b.data.metrics.keys()
+        for key, value in a.data.metrics.items():
+            assert value == b.data.metrics[key] or (math.isnan(value) and math.isnan(b.data.metrics[key]))
+
+
+def test_reading_an_experiment_page_by_page_gives_what_reading_it_whole_gives(experiment, monkeypatch):
+    client, ids, _ = experiment
+    pipelined = records_for_experiment("team", client)
+
+    def whole(client, experiment_id):  # one page, read in this thread
+        runs = [r for r in client.search_runs([experiment_id], order_by=["attributes.start_time DESC"])]
+        yield runs, mlflow_source._bulk_histories(client, runs), mlflow_source._load_configs(client, runs)
+
+    monkeypatch.setattr(mlflow_source, "_remote_pages", whole)
+    for a, b in zip(pipelined, records_for_experiment("team", client), strict=True):
+        _same(a, b)
+        assert a.config == b.config and a.run_name == b.run_name and a.status == b.status
+
+
+def test_absent_databricks_modules_are_recorded_once_and_present_ones_left_alone(monkeypatch):
+    import importlib.util
+
+    names = ("dbruntime", "pyspark", "IPython")
+    for name in names:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    absent = [name for name in names if importlib.util.find_spec(name) is None]
+    assert "dbruntime" in absent  # Databricks' runtime is never installed here
+    mlflow_source._skip_absent_databricks_probes()
+    for name in absent:
+        assert name in sys.modules and sys.modules[name] is None
+        with pytest.raises(ImportError):
+            __import__(name)
+    monkeypatch.setitem(sys.modules, "pyspark", "present")  # an installed module is never replaced
+    mlflow_source._skip_absent_databricks_probes()
+    assert sys.modules["pyspark"] == "present"
+
+
+def test_pages_come_in_search_order_and_a_failing_page_raises_where_it_would_have_come(experiment, monkeypatch):
+    client, ids, _ = experiment
+    experiment_id = client.get_experiment_by_name("team").experiment_id
+
+    whole = mlflow_source._search_pages
+
+    def small_pages(client, experiment_ids):  # pages of one run, as the server would page a large experiment
+        for page in whole(client, experiment_ids):
+            for run in page:
+                yield [run]
+
+    monkeypatch.setattr(mlflow_source, "_search_pages", small_pages)
+    pages = list(mlflow_source._remote_pages(client, experiment_id))
+    assert [[r.info.run_id for r in runs] for runs, _, _ in pages] == [[i] for i in ids[::-1]]
+    assert [sorted(h) for _, h, _ in pages] == [[i] for i in ids[::-1]]
+    real = mlflow_source._load_configs
+
+    def failing(client, runs):
+        if runs[0].info.run_id == ids[1]:
+            raise RuntimeError("the server went away")
+        return real(client, runs)
+
+    monkeypatch.setattr(mlflow_source, "_load_configs", failing)
+    got = []
+    with pytest.raises(RuntimeError, match="went away"):
+        for record in mlflow_source.iter_records_for_experiment("team", client):
+            got.append(record.run_id)
+    assert got == [ids[2]]  # the page before the failing one came through
