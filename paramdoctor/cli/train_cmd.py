@@ -128,22 +128,11 @@ def _run(console, config, quiet: bool, train, world) -> int:
     return 0 if result.status == "FINISHED" else 1
 
 
-class _Quiet:
-    def on_fit_start(self, **_) -> None:
-        pass
-
-    def on_step(self, **_) -> None:
-        pass
-
-    def on_epoch_end(self, **_) -> None:
-        pass
-
-
 def _run_silently(train) -> int:
     """A rank other than 0 of a torchrun job: trains its share and prints nothing (rank 0 speaks for the job)."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        result = train(_Quiet(), lambda event: None)
+        result = train(None, lambda event: None)  # no listener: fit's own silent one
     except KeyboardInterrupt:
         return 130
     finally:

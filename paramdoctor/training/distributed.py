@@ -168,12 +168,8 @@ _ERROR_KINDS: dict[str, type[Exception]] = {"InputError": InputError, "ConfigErr
 
 def _error_kind(exc: BaseException) -> str:
     for name, cls in _ERROR_KINDS.items():
-        if type(exc) is cls:
+        if isinstance(exc, cls):
             return name
-    if isinstance(exc, ConfigError):
-        return "ConfigError"
-    if isinstance(exc, InputError):
-        return "InputError"
     return type(exc).__name__
 
 
